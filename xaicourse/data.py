@@ -1,0 +1,222 @@
+"""Data for the course, all available offline.
+
+* ``image(name)``: real photos that ship inside installed packages (scikit-image, matplotlib).
+* ``load_image(source)``: any path / PIL image / array -> (H, W, 3) uint8 RGB, with clear errors.
+* ``shapes(n, seed, ...)``: a synthetic, deterministic dataset of shapes on textured backgrounds with
+  ground-truth object masks and an optional *spurious marker* correlated with the label. It drives
+  the shortcut-learning lesson (chapter 02), the tiny ViT (chapter 04) and the quantitative
+  evaluation of explanations (chapters 03 and 07).
+
+Taught in chapter 00.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+# name -> (how to get it, what it shows)
+PHOTOS = {
+    "cat": ("skimage:chelsea", "a tabby cat (Chelsea)"),
+    "coffee": ("skimage:coffee", "a cup of espresso on a saucer"),
+    "astronaut": ("skimage:astronaut", "astronaut Eileen Collins in her suit, with a flag behind"),
+    "rocket": ("skimage:rocket", "a rocket on its launch pad"),
+    "motorcycle": ("skimage:stereo_motorcycle", "a motorcycle in a garage (left view of a stereo pair)"),
+    "camera": ("skimage:camera", "a photographer with a camera on a tripod (grayscale)"),
+    "grace_hopper": ("matplotlib:grace_hopper.jpg", "Grace Hopper in US Navy uniform"),
+}
+
+
+def image(name: str) -> Image.Image:
+    """A bundled photo as an RGB PIL image. ``name`` is one of :data:`PHOTOS`."""
+    if name not in PHOTOS:
+        raise ValueError(f"unknown photo {name!r}: choose one of {', '.join(sorted(PHOTOS))}")
+    source, _, item = PHOTOS[name][0].partition(":")
+    if source == "skimage":
+        import skimage.data
+
+        array = getattr(skimage.data, item)()
+        if isinstance(array, tuple):  # stereo pairs come as (left, right, disparity)
+            array = array[0]
+    else:
+        import matplotlib.cbook
+
+        with matplotlib.cbook.get_sample_data(item) as f:
+            array = np.asarray(Image.open(f))
+    return to_pil(load_image(array))
+
+
+def to_pil(array: np.ndarray) -> Image.Image:
+    return Image.fromarray(array)
+
+
+def load_image(source) -> np.ndarray:
+    """Read a photo from a path, a PIL image or an array; returns (H, W, 3) uint8 RGB.
+
+    Grayscale, RGBA (composited on white), 16-bit and float [0, 1] images are converted.
+    """
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.exists():
+            raise FileNotFoundError(f"no image file at {str(path)!r}: check the path (cwd is {Path.cwd()})")
+        try:
+            with Image.open(path) as img:
+                img.load()
+                source = img.copy()
+        except (UnidentifiedImageError, OSError) as err:
+            raise ValueError(f"{str(path)!r} is not a readable image file ({err})") from None
+    if isinstance(source, Image.Image):
+        return _pil_to_rgb(source)
+    if isinstance(source, torch.Tensor):
+        raise TypeError("load_image takes a photo (path, PIL image or numpy array), not a tensor; "
+                        "a preprocessed tensor can go straight to the model")
+    if isinstance(source, np.ndarray):
+        return _array_to_rgb(source)
+    raise TypeError(f"cannot read an image from a {type(source).__name__}: give a path, a PIL image or an array")
+
+
+def _pil_to_rgb(img: Image.Image) -> np.ndarray:
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.asarray(Image.alpha_composite(white, rgba).convert("RGB"))
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        return _array_to_rgb(np.asarray(img))
+    return np.asarray(img.convert("RGB"))
+
+
+def _array_to_rgb(array: np.ndarray) -> np.ndarray:
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)):
+        raise ValueError(f"an image array must be (H, W), (H, W, 3) or (H, W, 4); got shape {array.shape}")
+    if array.size == 0:
+        raise ValueError("the image array is empty")
+    if array.dtype == np.uint8:
+        pass
+    elif np.issubdtype(array.dtype, np.floating):
+        if not np.isfinite(array).all():
+            raise ValueError("the image contains NaN or inf values")
+        scale = 1.0 if array.max() <= 1.0 else 255.0
+        array = np.clip(array / scale * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    elif np.issubdtype(array.dtype, np.integer) or array.dtype == bool:
+        top = 1 if array.dtype == bool else (65535 if array.max() > 255 else 255)
+        array = (array.astype(np.float64) / top * 255.0 + 0.5).astype(np.uint8)
+    else:
+        raise TypeError(f"unsupported image dtype {array.dtype}")
+    if array.ndim == 2:
+        array = np.stack([array] * 3, axis=-1)
+    if array.shape[-1] == 4:
+        return _pil_to_rgb(Image.fromarray(array, mode="RGBA"))
+    return np.ascontiguousarray(array)
+
+
+# --------------------------------------------------------------------------------------------
+# Synthetic shapes with ground truth
+# --------------------------------------------------------------------------------------------
+SHAPE_CLASSES = ("circle", "square", "triangle")
+# marker corner per class: (row, col) of the corner, 0 = top/left, 1 = bottom/right
+_CORNERS = ((0, 0), (0, 1), (1, 0), (1, 1))
+
+
+@dataclass
+class ShapesDataset:
+    """``images`` (N, 3, S, S) float in [0, 1]; ``labels`` (N,); ``masks`` (N, S, S) bool, the object;
+    ``marker_masks`` (N, S, S) bool, the spurious marker (all False without one); ``classes`` names."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    masks: torch.Tensor
+    marker_masks: torch.Tensor
+    classes: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return self.images[i], self.labels[i]
+
+
+def shapes(
+    n: int = 512,
+    seed: int = 0,
+    size: int = 64,
+    marker: float | None = None,
+    marker_size: int = 6,
+    classes: tuple[str, ...] = SHAPE_CLASSES,
+) -> ShapesDataset:
+    """Deterministic synthetic images: one shape (the label) on a textured background.
+
+    ``marker``: None for no marker; otherwise the probability that a bright square marker sits in
+    the corner that belongs to the label (class k -> corner k). With probability ``1 - marker`` the
+    corner is drawn at random instead, so ``marker=1.0`` is a perfect shortcut and ``marker=0.0``
+    is a marker that carries no information about the label.
+    Same arguments -> same dataset, on every machine.
+    """
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    if size < 24:
+        raise ValueError(f"size must be >= 24 pixels so shapes stay recognisable, got {size}")
+    unknown = set(classes) - set(SHAPE_CLASSES)
+    if unknown or len(classes) < 2:
+        raise ValueError(f"classes must be two or more of {SHAPE_CLASSES}, got {classes}")
+    if marker is not None and not 0.0 <= marker <= 1.0:
+        raise ValueError(f"marker is a probability in [0, 1] (or None for no marker), got {marker}")
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
+    images = np.empty((n, 3, size, size), np.float32)
+    masks = np.zeros((n, size, size), bool)
+    marker_masks = np.zeros((n, size, size), bool)
+    labels = rng.integers(len(classes), size=n)
+    for i, label in enumerate(labels):
+        images[i] = _texture(rng, xx, yy, size)
+        masks[i] = _shape_mask(rng, classes[label], xx, yy, size)
+        colour = rng.uniform(0.05, 0.95, size=3).astype(np.float32)
+        images[i][:, masks[i]] = colour[:, None]
+        if marker is not None:
+            corner = label if rng.random() < marker else rng.integers(len(classes))
+            marker_masks[i] = _corner_mask(_CORNERS[corner % 4], marker_size, size)
+            images[i][:, marker_masks[i]] = 1.0
+            masks[i] &= ~marker_masks[i]
+    return ShapesDataset(
+        images=torch.from_numpy(images), labels=torch.from_numpy(labels.astype(np.int64)),
+        masks=torch.from_numpy(masks), marker_masks=torch.from_numpy(marker_masks), classes=tuple(classes),
+    )
+
+
+def _texture(rng, xx, yy, size) -> np.ndarray:
+    """A random stripe pattern plus pixel noise, in muted colours."""
+    angle, freq = rng.uniform(0, math.pi), rng.uniform(0.15, 0.6)
+    stripes = 0.5 + 0.5 * np.sin(freq * (xx * math.cos(angle) + yy * math.sin(angle)))
+    base = rng.uniform(0.2, 0.6, size=(3, 1, 1))
+    amplitude = rng.uniform(0.05, 0.25)
+    noise = rng.normal(0, 0.04, size=(3, size, size))
+    return np.clip(base + amplitude * (stripes - 0.5) + noise, 0, 1).astype(np.float32)
+
+
+def _shape_mask(rng, kind, xx, yy, size) -> np.ndarray:
+    r = rng.uniform(0.14, 0.24) * size
+    margin = r + 0.12 * size  # keep shapes off the corners where markers go
+    cx, cy = rng.uniform(margin, size - margin, size=2)
+    if kind == "circle":
+        return (xx - cx) ** 2 + (yy - cy) ** 2 <= r**2
+    if kind == "square":
+        half = r * 0.85
+        return (np.abs(xx - cx) <= half) & (np.abs(yy - cy) <= half)
+    # upward triangle with apex at the top
+    top, bottom = cy - r, cy + r
+    width_at = (yy - top) / (2 * r) * r * 1.15
+    return (yy >= top) & (yy <= bottom) & (np.abs(xx - cx) <= width_at)
+
+
+def _corner_mask(corner, marker_size, size) -> np.ndarray:
+    mask = np.zeros((size, size), bool)
+    pad = 2
+    rows = slice(pad, pad + marker_size) if corner[0] == 0 else slice(size - pad - marker_size, size - pad)
+    cols = slice(pad, pad + marker_size) if corner[1] == 0 else slice(size - pad - marker_size, size - pad)
+    mask[rows, cols] = True
+    return mask

@@ -1,0 +1,73 @@
+"""Recording what a layer computes: the only place the course registers hooks.
+
+``record_layer(model, layer)`` is a context manager. Inside it, a forward pass stores the layer's
+output in ``rec.activations``; a backward pass through that output stores d(score)/d(output) in
+``rec.gradients``. The hooks are removed in ``finally``, also when the block raises. The gradient
+comes from a tensor hook on the output, not from the deprecated ``register_backward_hook`` of the
+source chapter (which reports gradients of the wrong tensor for layers with several operations).
+Taught in chapter 02.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class Recording:
+    activations: torch.Tensor | None = None
+    gradients: torch.Tensor | None = None
+    keep_graph: bool = False
+
+
+def find_layer(model: nn.Module, layer: nn.Module | str) -> tuple[str, nn.Module]:
+    """``layer`` as (name, module); accepts the module itself or its dotted name in ``model``."""
+    if isinstance(layer, str):
+        modules = dict(model.named_modules())
+        if layer not in modules:
+            raise ValueError(f"the model has no layer named {layer!r}; names look like "
+                             f"{', '.join(repr(n) for n in list(modules)[1:6])} ... (see model.named_modules())")
+        return layer, modules[layer]
+    if not isinstance(layer, nn.Module):
+        raise TypeError(f"layer must be an nn.Module of the model or its name, got {type(layer).__name__}")
+    for name, module in model.named_modules():
+        if module is layer:
+            return name, module
+    raise ValueError(f"layer {type(layer).__name__} is not part of this model: pass a module of the model itself "
+                     "(e.g. model.layer4[-1]), not one of another model or a copy")
+
+
+@contextmanager
+def record_layer(model: nn.Module, layer: nn.Module | str, *, keep_graph: bool = False):
+    """Record ``layer``'s output and its gradient during the passes run inside the block.
+
+    The stored activations are detached unless ``keep_graph=True`` (for methods that need
+    higher-order derivatives). Only the last forward pass is kept.
+    """
+    _, module = find_layer(model, layer)
+    rec = Recording(keep_graph=keep_graph)
+    tensor_hooks = []
+
+    def on_forward(_module, _inputs, output):
+        if isinstance(output, (tuple, list)):
+            output = output[0]
+        if not isinstance(output, torch.Tensor):
+            raise TypeError(f"layer {type(_module).__name__} returns {type(output).__name__}, not a tensor: pick another layer")
+        rec.activations = output if keep_graph else output.detach()
+        rec.gradients = None
+        if output.requires_grad:
+            tensor_hooks.append(output.register_hook(_store_gradient))
+
+    def _store_gradient(grad):
+        rec.gradients = grad.detach()
+
+    handle = module.register_forward_hook(on_forward)
+    try:
+        yield rec
+    finally:
+        handle.remove()
+        for h in tensor_hooks:
+            h.remove()
