@@ -15,7 +15,7 @@ copies it into site-packages with a ``.pth`` line, so that a plain ``import torc
 interpreter of the environment gets the fix, not only code that imports xaicourse first.
 """
 import importlib.abc
-import importlib.util
+import importlib.machinery
 import shutil
 import site
 import sys
@@ -34,7 +34,7 @@ def extension_loads():
     """True when torchvision's compiled extension loads against the installed torch."""
     import torch
 
-    spec = importlib.util.find_spec("torchvision")
+    spec = importlib.machinery.PathFinder.find_spec("torchvision")  # bypasses import hooks like ours
     if spec is None or not spec.submodule_search_locations:
         return True  # no torchvision: nothing to fix
     folder = Path(next(iter(spec.submodule_search_locations)))
@@ -54,7 +54,7 @@ def ensure_torchvision_ops():
     Must run before torchvision is imported. Returns True if it patched anything.
     """
     global _library
-    if _library is not None or "torchvision" in sys.modules or extension_loads():
+    if "torchvision" in sys.modules or _ops_defined() or extension_loads():
         return False
     import torch
 
@@ -62,6 +62,17 @@ def ensure_torchvision_ops():
     for schema in _SCHEMAS:
         _library.define(schema)
     return True
+
+
+def _ops_defined():
+    """True when the schemas exist already (defined by the extension or by another copy of this hook)."""
+    import torch
+
+    try:
+        torch.ops.torchvision.nms
+        return True
+    except (AttributeError, RuntimeError):
+        return False
 
 
 class _PatchBeforeTorchvision(importlib.abc.MetaPathFinder):

@@ -1,0 +1,86 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import xaicourse as xc
+
+
+@pytest.mark.parametrize("name", sorted(xc.data.PHOTOS))
+def test_bundled_photos_load_as_rgb(name):
+    img = xc.data.image(name)
+    assert img.mode == "RGB" and min(img.size) >= 300
+
+
+def test_unknown_photo_lists_the_choices():
+    with pytest.raises(ValueError, match="cat, coffee"):
+        xc.data.image("eagle")
+
+
+def test_load_image_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no image file"):
+        xc.data.load_image(tmp_path / "missing.jpg")
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("not an image")
+    with pytest.raises(ValueError, match="not a readable image"):
+        xc.data.load_image(bad)
+    with pytest.raises(TypeError, match="tensor"):
+        xc.data.load_image(torch.zeros(3, 8, 8))
+    with pytest.raises(ValueError, match="shape"):
+        xc.data.load_image(np.zeros((4, 4, 2)))
+
+
+def test_load_image_conversions(tmp_path):
+    gray = np.array([[0, 128], [255, 64]], np.uint8)
+    assert (xc.data.load_image(gray) == gray[..., None]).all() and xc.data.load_image(gray).shape == (2, 2, 3)
+    sixteen = np.array([[0, 65535]], np.uint16)
+    assert xc.data.load_image(sixteen)[0, :, 0].tolist() == [0, 255]
+    rgba = np.zeros((1, 2, 4), np.uint8)
+    rgba[0, 0] = [255, 0, 0, 255]  # opaque red
+    rgba[0, 1] = [255, 0, 0, 0]    # fully transparent -> white background
+    out = xc.data.load_image(rgba)
+    assert out[0, 0].tolist() == [255, 0, 0] and out[0, 1].tolist() == [255, 255, 255]
+    floats = np.full((2, 2, 3), 0.5, np.float32)
+    assert (xc.data.load_image(floats) == 128).all()
+    path = tmp_path / "gray.png"
+    Image.fromarray(gray).save(path)
+    assert xc.data.load_image(path).shape == (2, 2, 3)
+    with pytest.raises(ValueError, match="NaN"):
+        xc.data.load_image(np.full((2, 2), np.nan))
+
+
+def test_shapes_is_deterministic_and_has_ground_truth():
+    a, b = xc.data.shapes(32, seed=3), xc.data.shapes(32, seed=3)
+    assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
+    assert not torch.equal(a.images, xc.data.shapes(32, seed=4).images)
+    assert a.images.shape == (32, 3, 64, 64) and a.images.min() >= 0 and a.images.max() <= 1
+    assert set(a.labels.tolist()) == {0, 1, 2}
+    area = a.masks.float().mean(dim=(1, 2))
+    assert (area > 0.02).all() and (area < 0.3).all()
+    assert not a.marker_masks.any()
+
+
+def _marker_corner(marker_mask):
+    rows, cols = torch.nonzero(marker_mask, as_tuple=True)
+    size = marker_mask.shape[-1]
+    return int(rows.float().mean() > size / 2) * 2 + int(cols.float().mean() > size / 2)
+
+
+def test_marker_correlates_with_label_as_asked():
+    perfect = xc.data.shapes(300, seed=0, marker=1.0)
+    corners = torch.tensor([_marker_corner(m) for m in perfect.marker_masks])
+    assert (corners == perfect.labels).all()
+    assert (perfect.images[perfect.marker_masks.unsqueeze(1).expand_as(perfect.images)] == 1.0).all()
+    assert not (perfect.masks & perfect.marker_masks).any()
+    random = xc.data.shapes(300, seed=0, marker=0.0)
+    agreement = (torch.tensor([_marker_corner(m) for m in random.marker_masks]) == random.labels).float().mean()
+    assert 0.2 < agreement < 0.47  # chance is 1/3
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"n": 0}, "n must be"), ({"size": 10}, "size"), ({"marker": 1.5}, "probability"),
+    ({"classes": ("circle", "hexagon")}, "classes"),
+])
+def test_shapes_rejects_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        xc.data.shapes(**kwargs)
