@@ -8,6 +8,8 @@ Every check also verifies that no hooks were left on the model. Taught in chapte
 from __future__ import annotations
 
 import functools
+import json
+import os
 
 import torch
 from torch import nn
@@ -22,11 +24,25 @@ def expect(condition: bool, hint: str) -> None:
         raise CheckFailed(hint)
 
 
+RESULTS_ENV = "XAICOURSE_GRADE_FILE"
+
+
+def record(check: str, status: str, message: str) -> None:
+    """Append one outcome as a JSON line to the file named by $XAICOURSE_GRADE_FILE, if set.
+
+    ``python -m xaicourse.notebooks grade`` sets it to collect every check a notebook runs.
+    """
+    path = os.environ.get(RESULTS_ENV)
+    if path:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"check": check, "status": status, "message": message}) + "\n")
+
+
 def grader(func):
     """Turn a check body into a check: stub -> "not implemented yet", pass -> one line, else raise.
 
     The body receives the learner's function and returns a short description of what passed.
-    Returns True (passed) or False (not implemented yet).
+    Returns True (passed) or False (not implemented yet). Each outcome is also recorded (see record).
     """
     @functools.wraps(func)
     def wrapper(learner_fn, *args, **kwargs):
@@ -34,8 +50,13 @@ def grader(func):
             detail = func(learner_fn, *args, **kwargs)
         except NotImplementedError:
             print(f"[not implemented yet] {func.__name__}: write your solution in the exercise cell, run it, then run this check again.")
+            record(func.__name__, "not attempted", "the stub still raises NotImplementedError")
             return False
+        except Exception as err:
+            record(func.__name__, "failed", str(err) if isinstance(err, CheckFailed) else f"{type(err).__name__}: {err}")
+            raise
         print(f"[passed] {func.__name__}: {detail}")
+        record(func.__name__, "passed", detail)
         return True
 
     return wrapper
@@ -70,3 +91,158 @@ def check_softmax(softmax) -> str:
     big = softmax(torch.tensor([[1000.0, 999.0]]))
     expect(torch.isfinite(big).all(), "logits of 1000 give inf/NaN: subtract each row's max before exp (it cancels out)")
     return "rows sum to 1, values match torch.softmax, and large logits are stable"
+
+
+# --------------------------------------------------------------------------------------------
+# Chapter 06: exercises (checks for the tasks that the chapter modules' authors do not grade)
+# --------------------------------------------------------------------------------------------
+def _leaves_model_as_found(model: nn.Module, x: torch.Tensor, x_before: torch.Tensor) -> None:
+    expect_no_hooks(model)
+    expect(torch.equal(x, x_before), "your function changed the input tensor in place: add noise to a copy (x + noise), never x += noise")
+    expect(all(p.grad is None for p in model.parameters()),
+           "the model's parameters now carry .grad: use torch.autograd.grad(score, x_noisy), or zero the grads you created")
+
+
+@grader
+def check_map_resolution(native_resolution) -> str:
+    """Grade ``native_resolution(model, layer, x) -> (h, w)``: the spatial size of ``layer``'s output.
+
+    That grid is all Grad-CAM knows before it upsamples (exercise 1); a gradient map has the input's size.
+    """
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, stride=2, padding=1), nn.ReLU(),
+                          nn.Conv2d(4, 6, 3, stride=2, padding=1), nn.ReLU(),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 2)).eval()
+    layer = model[3]
+    x = torch.rand(1, 3, 32, 48)
+    got = native_resolution(model, layer, x)
+    expect_no_hooks(model)
+    expect(isinstance(got, (tuple, list, torch.Size)) and len(got) == 2,
+           f"return a pair (height, width), got {got!r}")
+    got = tuple(int(v) for v in got)
+    expect(got != (32, 48), "(32, 48) is the input's size: the CAM is upsampled to it, but it is computed on the "
+                            "layer's own grid: record the layer's output (xc.hooks.record_layer) and read its shape")
+    expect(got != (12, 8), "height and width are swapped: a feature map is (batch, channels, height, width)")
+    expect(got == (8, 12), f"expected the layer's grid (8, 12) for a 32 x 48 input, got {got}: take the last two "
+                           "dimensions of the activations, not the batch or channel dimension")
+    return "a 32 x 48 input gives an 8 x 12 grid at the layer, and no hook was left behind"
+
+
+class _CubicScores(nn.Module):
+    """Two class scores sum(w_k * x**3 + v_k * x): the gradient 3 w_k x**2 + v_k shows the noise's variance."""
+
+    def __init__(self, shape: tuple[int, ...]):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        sign = torch.randint(0, 2, (2, *shape), generator=g) * 2.0 - 1.0
+        self.w = nn.Parameter(sign * (0.5 + 0.5 * torch.rand(2, *shape, generator=g)))
+        self.v = nn.Parameter(torch.randn(2, *shape, generator=g))
+
+    def forward(self, x):
+        x = x.unsqueeze(1)
+        return (self.w * x**3 + self.v * x).flatten(2).sum(2)
+
+
+@grader
+def check_smoothgrad(smoothgrad) -> str:
+    """Grade ``smoothgrad(model, x, target, n_samples, noise_level, seed) -> Tensor`` (same shape as x).
+
+    It must average the plain (signed) gradients of ``n_samples`` noisy copies x + N(0, sigma^2) with
+    sigma = noise_level * (x.max() - x.min()) per sample, drawn from a generator seeded with ``seed``.
+    """
+    from . import saliency
+
+    model = _CubicScores((3, 6, 6)).eval()
+    x = torch.linspace(-2, 2, 2 * 3 * 6 * 6)[torch.randperm(216, generator=torch.Generator().manual_seed(1))]
+    x = x.view(2, 3, 6, 6)
+    x[:, 0, 0, 0], x[:, 0, 0, 1] = -2.0, 2.0          # each sample spans [-2, 2]: sigma = 0.15 * 4 = 0.6
+    x_before, target = x.clone(), [0, 1]
+    w, v = model.w.detach()[target], model.v.detach()[target]
+    exact = saliency.smoothgrad(model, x, target, n_samples=1, noise_level=0.0)   # = 3 w x^2 + v
+
+    got = smoothgrad(model, x, target, n_samples=8, noise_level=0.0, seed=0)
+    _leaves_model_as_found(model, x, x_before)
+    expect(isinstance(got, torch.Tensor), f"return a torch.Tensor, not {type(got).__name__}")
+    expect(got.shape == x.shape, f"return one gradient per input value, shape {tuple(x.shape)}, got {tuple(got.shape)}")
+    got = got.detach()
+    close = lambda a, b: torch.allclose(a, b, rtol=1e-4, atol=1e-4)  # noqa: E731
+    expect(not close(got, 8 * exact), "with no noise you return 8 x the gradient: divide the sum by n_samples (average, do not sum)")
+    expect(not close(got, exact.abs()), "your map has no negative values: SmoothGrad averages the signed gradients; take abs() "
+                                        "(if at all) after averaging, for display")
+    other = 3 * model.w.detach()[[1, 0]] * x**2 + model.v.detach()[[1, 0]]
+    expect(not close(got, other), "you explained the wrong class: each sample has its own target (target[i] for sample i)")
+    expect(close(got, exact), "with noise_level=0 the result should equal the plain gradient d score[target] / d x "
+                              "of each sample: check how you select the score and what you differentiate")
+
+    got = smoothgrad(model, x, target, n_samples=400, noise_level=0.15, seed=0).detach()
+    _leaves_model_as_found(model, x, x_before)
+    residual = (got - v) / (3 * w) - x**2            # per value: mean of 2 x e + e^2 over the noisy copies
+    sigma = residual.flatten(1).mean(1).clamp(min=0).sqrt()
+    spread = (residual - residual.flatten(1).mean(1).view(-1, 1, 1, 1)).std()
+    expect(bool((sigma > 0.01).all()), "the result does not depend on noise_level: add Gaussian noise to the input before "
+                                       "the forward pass, and differentiate with respect to the noisy input")
+    expect(bool(((sigma - 0.15).abs() > 0.05).any()),
+           f"the noise has sigma = {sigma.mean():.2f} = noise_level itself, but these inputs span [-2, 2]: scale it "
+           "to the input range, sigma = noise_level * (x.max() - x.min()) (here 0.6)")
+    expect(bool(((sigma - 0.6).abs() < 0.15).all()),
+           f"the noise should have sigma = noise_level * (x.max() - x.min()) = 0.6 here, measured {sigma.tolist()}")
+    expect(spread < 0.3, "the map is as noisy as a single noisy gradient: average the gradients of all n_samples noisy copies")
+
+    again = smoothgrad(model, x, target, n_samples=16, noise_level=0.15, seed=0).detach()
+    expect(torch.allclose(again, smoothgrad(model, x, target, n_samples=16, noise_level=0.15, seed=0).detach()),
+           "two calls with seed=0 give different maps: draw the noise from torch.Generator().manual_seed(seed) "
+           "(pass generator= to torch.randn)")
+    expect(not torch.allclose(again, smoothgrad(model, x, target, n_samples=16, noise_level=0.15, seed=1).detach()),
+           "seed=0 and seed=1 give the same map: the seed must choose the noise")
+    _leaves_model_as_found(model, x, x_before)
+    return "zero noise gives the gradient, the noise is scaled to the input range, averaged, seeded, model left as found"
+
+
+@grader
+def check_shortcut_detector(share_in_region) -> str:
+    """Grade ``share_in_region(attribution, region) -> (B,)``: the share of positive attribution mass in a region.
+
+    ``attribution`` is (B, H, W) (one value per pixel), ``region`` a bool mask (H, W) or (B, H, W).
+    Only positive attribution counts (evidence *for* the class); a sample with none gives 0.
+    """
+    g = torch.Generator().manual_seed(0)
+    attribution = torch.randn(3, 6, 8, generator=g)
+    attribution[1] = -attribution[1].abs()              # no evidence for the class at all -> 0
+    attribution[2, :2, :2] += 3.0                        # a strong corner: a shortcut
+    region = torch.zeros(6, 8, dtype=torch.bool)
+    region[:2, :2] = True
+    positive = attribution.clamp(min=0)
+    inside = (positive * region).sum((1, 2))
+    total = positive.sum((1, 2))
+    expected = torch.where(total > 0, inside / total.clamp(min=1e-12), torch.zeros(()))
+
+    got = share_in_region(attribution.clone(), region.clone())
+    expect(isinstance(got, torch.Tensor), f"return a torch.Tensor, not {type(got).__name__}")
+    expect(got.numel() != 1, "you returned one number for the whole batch: sum over the pixels of each sample "
+                             "(dims 1 and 2), not over the batch")
+    expect(got.shape == (3,), f"return one share per sample, shape (3,), got {tuple(got.shape)}: sum over both pixel "
+                              "dimensions (dim=(1, 2))")
+    got = got.detach().float()
+    expect(not bool(torch.isnan(got[1])), "a sample with no positive attribution gives NaN (0/0): return 0 there "
+                                          "(guard the division, e.g. torch.where(total > 0, inside / total, 0))")
+    close = lambda a, b: torch.allclose(a, b, atol=1e-4)  # noqa: E731
+
+    def share(values, denominator):
+        return (values * region).sum((1, 2)) / denominator
+
+    expect(not close(got, share(attribution, attribution.sum((1, 2)))),
+           "you used the signed attribution: keep only the positive part (clamp(min=0)) before summing")
+    expect(not close(got, share(attribution.abs(), attribution.abs().sum((1, 2)))),
+           "you used abs(): negative attribution is evidence *against* the class; keep only the positive part (clamp(min=0))")
+    expect(not close(got, share(positive, region.sum())),
+           "you divided by the region's area: divide the positive mass inside by the positive mass of the whole map")
+    expect(not close(got, inside / total.sum()), "you divided by the positive mass of the whole batch: normalise each sample by its own total")
+    expect(close(got, expected), f"expected shares {[round(v, 3) for v in expected.tolist()]}, got "
+                                 f"{[round(v, 3) for v in got.tolist()]}: inside = (positive * region).sum((1, 2)), "
+                                 "total = positive.sum((1, 2))")
+    per_sample = region.expand(3, 6, 8).clone()
+    per_sample[0] = False
+    got = share_in_region(attribution.clone(), per_sample).detach().float()
+    expect(close(got, torch.stack([torch.zeros(()), expected[1], expected[2]])),
+           "a (B, H, W) region should apply one mask per sample: multiply, and let broadcasting handle (H, W) masks")
+    return f"shares {[round(v, 2) for v in expected.tolist()]}: positive mass only, per sample, guarded against 0/0"

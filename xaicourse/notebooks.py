@@ -9,6 +9,7 @@ solution block (a model answer) becomes an invitation to write one's own.
 
     python -m xaicourse.notebooks build            # write notebooks/ from solutions/
     python -m xaicourse.notebooks build --check    # fail if notebooks/ is stale or a marker is broken
+    python -m xaicourse.notebooks grade notebooks/06_exercises.ipynb   # run it, table of check outcomes
 
 Markers are parsed strictly: nested or unterminated blocks are errors naming the notebook and cell.
 """
@@ -16,7 +17,11 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
+import os
+import re
 import sys
+import tempfile
 from pathlib import Path
 
 import nbformat
@@ -108,12 +113,82 @@ def build(solutions: Path = SOLUTIONS, notebooks: Path = NOTEBOOKS, check: bool 
     return problems
 
 
+CHECK_CALL = re.compile(r"(?<!def )\b(check_\w+)\s*\(")
+
+
+def grade(path: Path, timeout: int = 600) -> list[dict]:
+    """Execute a notebook and return one row per check it calls, in notebook order.
+
+    Each row has ``exercise`` (the last markdown heading before the call), ``check``, ``status``
+    ("passed", "failed", "not attempted" or "did not run") and ``message`` (the hint, or the error
+    that stopped the cell before its check ran). Checks report through ``xaicourse.checks.record``.
+    """
+    from nbclient import NotebookClient
+
+    from .checks import RESULTS_ENV
+
+    nb = nbformat.read(path, as_version=4)
+    with tempfile.TemporaryDirectory() as tmp:
+        results = Path(tmp) / "results.jsonl"
+        results.touch()
+        previous = os.environ.get(RESULTS_ENV)
+        os.environ[RESULTS_ENV] = str(results)
+        try:
+            NotebookClient(nb, timeout=timeout, allow_errors=True,
+                           resources={"metadata": {"path": str(Path(path).resolve().parent)}}).execute()
+        finally:
+            if previous is None:
+                del os.environ[RESULTS_ENV]
+            else:
+                os.environ[RESULTS_ENV] = previous
+        outcomes = {}   # check name -> its outcomes in the order they ran
+        for line in results.read_text(encoding="utf-8").splitlines():
+            outcome = json.loads(line)
+            outcomes.setdefault(outcome["check"], []).append(outcome)
+    rows, exercise = [], Path(path).stem
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            headings = [line.lstrip("#").strip() for line in cell.source.splitlines() if line.startswith("#")]
+            exercise = headings[-1] if headings else exercise
+            continue
+        errors = [f"{out.ename}: {out.evalue}" for out in cell.get("outputs", []) if out.output_type == "error"]
+        for check in dict.fromkeys(CHECK_CALL.findall(cell.source)):
+            ran = outcomes.get(check)
+            outcome = ran.pop(0) if ran else {
+                "status": "did not run", "message": errors[0] if errors else "the cell calling it did not run"}
+            rows.append({"exercise": exercise, "check": check, "status": outcome["status"], "message": outcome["message"]})
+    rows += [{"exercise": "(called indirectly)", **o} for ran in outcomes.values() for o in ran]
+    return rows
+
+
+def print_table(rows: list[dict]) -> None:
+    width = max([len(r["exercise"]) for r in rows] + [8])
+    print(f"{'exercise':<{width}}  {'check':<32}  result")
+    for r in rows:
+        note = "" if r["status"] == "passed" else f": {r['message']}"
+        print(f"{r['exercise']:<{width}}  {r['check']:<32}  {r['status']}{note}")
+    passed = sum(r["status"] == "passed" for r in rows)
+    print(f"{passed}/{len(rows)} checks passed")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m xaicourse.notebooks", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="generate notebooks/ from solutions/")
     b.add_argument("--check", action="store_true", help="only check; exit 1 if notebooks/ is stale")
+    g = sub.add_parser("grade", help="execute a notebook and print the outcome of each check; exit 0 if all pass")
+    g.add_argument("notebook", type=Path)
+    g.add_argument("--timeout", type=int, default=600, help="seconds allowed per cell (default 600)")
     args = parser.parse_args(argv)
+    if args.command == "grade":
+        if not args.notebook.exists():
+            parser.error(f"no notebook at {args.notebook}")
+        rows = grade(args.notebook, timeout=args.timeout)
+        if not rows:
+            print(f"{args.notebook} calls no check_* function: nothing to grade", file=sys.stderr)
+            return 1
+        print_table(rows)
+        return 0 if all(r["status"] == "passed" for r in rows) else 1
     problems = build(check=args.check)
     for problem in problems:
         print(problem, file=sys.stderr)
