@@ -35,6 +35,10 @@ def share_in_region(attribution, region):
     return torch.where(total > 0, (positive * region).sum((1, 2)) / total.clamp(min=1e-12), torch.zeros(()))
 
 
+def first_mask_only(attribution, region):
+    return share_in_region(attribution, region[0])
+
+
 def my_smoothgrad(model, x, target=None, n_samples=50, noise_level=0.15, seed=0):
     return smoothgrad_variant(model, x, target, n_samples, noise_level, seed)
 
@@ -99,7 +103,7 @@ def region_mistake(kind):
         a = {"signed": attribution, "abs": attribution.abs()}.get(kind, attribution.clamp(min=0))
         inside = (a * region).sum((1, 2))
         if kind == "area":
-            return inside / region.sum()
+            return inside / region.sum((1, 2))
         if kind == "batch":
             return inside / a.sum()
         if kind == "scalar":
@@ -135,6 +139,7 @@ CATALOGUE = [
     (checks.check_shortcut_detector, region_mistake("scalar"), "one number for the whole batch"),
     (checks.check_shortcut_detector, region_mistake("one_axis"), "both pixel dimensions"),
     (checks.check_shortcut_detector, region_mistake("unguarded"), "NaN"),
+    (checks.check_shortcut_detector, first_mask_only, "its own mask"),
 ]
 
 

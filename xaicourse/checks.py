@@ -202,19 +202,19 @@ def check_smoothgrad(smoothgrad) -> str:
 def check_shortcut_detector(share_in_region) -> str:
     """Grade ``share_in_region(attribution, region) -> (B,)``: the share of positive attribution mass in a region.
 
-    ``attribution`` is (B, H, W) (one value per pixel), ``region`` a bool mask (H, W) or (B, H, W).
-    Only positive attribution counts (evidence *for* the class); a sample with none gives 0.
+    ``attribution`` is (B, H, W) (one value per pixel), ``region`` a bool mask (B, H, W). Only positive
+    attribution counts (evidence *for* the class); a sample with none gives 0. The reference is
+    :func:`xaicourse.metrics.mask_energy`.
     """
+    from .metrics import mask_energy
+
     g = torch.Generator().manual_seed(0)
     attribution = torch.randn(3, 6, 8, generator=g)
     attribution[1] = -attribution[1].abs()              # no evidence for the class at all -> 0
     attribution[2, :2, :2] += 3.0                        # a strong corner: a shortcut
-    region = torch.zeros(6, 8, dtype=torch.bool)
-    region[:2, :2] = True
-    positive = attribution.clamp(min=0)
-    inside = (positive * region).sum((1, 2))
-    total = positive.sum((1, 2))
-    expected = torch.where(total > 0, inside / total.clamp(min=1e-12), torch.zeros(()))
+    region = torch.zeros(3, 6, 8, dtype=torch.bool)
+    region[:, :2, :2] = True
+    expected = mask_energy(attribution, region)
 
     got = share_in_region(attribution.clone(), region.clone())
     expect(isinstance(got, torch.Tensor), f"return a torch.Tensor, not {type(got).__name__}")
@@ -230,19 +230,100 @@ def check_shortcut_detector(share_in_region) -> str:
     def share(values, denominator):
         return (values * region).sum((1, 2)) / denominator
 
+    positive = attribution.clamp(min=0)
     expect(not close(got, share(attribution, attribution.sum((1, 2)))),
            "you used the signed attribution: keep only the positive part (clamp(min=0)) before summing")
     expect(not close(got, share(attribution.abs(), attribution.abs().sum((1, 2)))),
            "you used abs(): negative attribution is evidence *against* the class; keep only the positive part (clamp(min=0))")
-    expect(not close(got, share(positive, region.sum())),
+    expect(not close(got, share(positive, region.sum((1, 2)))),
            "you divided by the region's area: divide the positive mass inside by the positive mass of the whole map")
-    expect(not close(got, inside / total.sum()), "you divided by the positive mass of the whole batch: normalise each sample by its own total")
+    expect(not close(got, share(positive, positive.sum())),
+           "you divided by the positive mass of the whole batch: normalise each sample by its own total")
     expect(close(got, expected), f"expected shares {[round(v, 3) for v in expected.tolist()]}, got "
                                  f"{[round(v, 3) for v in got.tolist()]}: inside = (positive * region).sum((1, 2)), "
                                  "total = positive.sum((1, 2))")
-    per_sample = region.expand(3, 6, 8).clone()
-    per_sample[0] = False
-    got = share_in_region(attribution.clone(), per_sample).detach().float()
-    expect(close(got, torch.stack([torch.zeros(()), expected[1], expected[2]])),
-           "a (B, H, W) region should apply one mask per sample: multiply, and let broadcasting handle (H, W) masks")
+    moved = region.clone()
+    moved[0] = False
+    moved[0, -2:, -2:] = True                            # each sample has its own region
+    got = share_in_region(attribution.clone(), moved).detach().float()
+    expect(close(got, mask_energy(attribution, moved)), "each sample has its own mask region[i]: multiply elementwise, "
+                                                        "do not use sample 0's mask for the whole batch")
     return f"shares {[round(v, 2) for v in expected.tolist()]}: positive mass only, per sample, guarded against 0/0"
+
+
+# --------------------------------------------------------------------------------------------
+# Chapter 07: deletion AUC
+# --------------------------------------------------------------------------------------------
+def _deletion_case(seed: int):
+    """A fixed linear classifier (3 classes) on a 2-channel 4x4 image, and a saliency with no ties."""
+    g = torch.Generator().manual_seed(seed)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(2 * 4 * 4, 3)).eval()
+    with torch.no_grad():
+        model[1].weight.copy_(0.3 * torch.randn(3, 32, generator=g))
+        model[1].bias.zero_()
+    x = torch.rand(1, 2, 4, 4, generator=g)
+    saliency = torch.randperm(16, generator=g).float().view(4, 4)
+    return model, x, saliency
+
+
+def _deletion_logits(model, x, saliency, n_steps, channels=slice(None)):
+    """Logits (n_steps + 1, classes) along the deletion path (pixels set to 0, most salient first)."""
+    order = saliency.flatten().argsort(descending=True)
+    images = x.repeat(n_steps + 1, 1, 1, 1).flatten(2)
+    for k in range(n_steps + 1):
+        images[k, channels, order[: k * order.numel() // n_steps]] = 0.0
+    with torch.no_grad():
+        return model(images.view(-1, *x.shape[1:]))
+
+
+@grader
+def check_deletion_auc(deletion_auc) -> str:
+    """Grade ``deletion_auc(model, x, saliency, target, n_steps) -> float`` (chapter 07).
+
+    x (1, C, H, W); saliency (H, W); pixels (all channels) are set to 0 from the most salient, the
+    first k*N//n_steps at step k = 0..n_steps; the AUC of the target's probability over [0, 1].
+    """
+    from .metrics import deletion_auc as reference
+
+    def trapezoid(scores, n_steps):
+        return torch.trapezoid(scores, dx=1 / n_steps).item()
+
+    for seed, target, n_steps in ((0, 2, 4), (1, 0, 16)):
+        model, x, saliency = _deletion_case(seed)
+        x_before, saliency_before = x.clone(), saliency.clone()
+        got = deletion_auc(model, x, saliency, target, n_steps)
+        expect_no_hooks(model)
+        expect(torch.equal(x, x_before) and torch.equal(saliency, saliency_before),
+               "your function changed x (or the saliency) in place: delete pixels in a copy (x.clone())")
+        expect(isinstance(got, (float, int, torch.Tensor)) and torch.as_tensor(got).numel() == 1,
+               f"return one number (a float), not {type(got).__name__}")
+        got = float(got)
+        want = reference(model, x, saliency[None], target, n_steps=n_steps, baseline=0.0).auc.item()
+        if abs(got - want) < 1e-4:
+            continue
+        logits = _deletion_logits(model, x, saliency, n_steps)
+        probs = logits.softmax(dim=1)
+        mistakes = [
+            (reference(model, x, -saliency[None], target, n_steps=n_steps, baseline=0.0).auc.item(),
+             "you deleted the LEAST important pixels first: sort the saliency in descending order"),
+            (want * n_steps, "the x axis should be the FRACTION of pixels deleted, from 0 to 1: use dx = 1 / n_steps, not 1"),
+            (trapezoid(probs.max(dim=1).values, n_steps),
+             "you followed the predicted class of each perturbed image: follow the given target class at every step"),
+            (trapezoid(logits[:, target], n_steps), "you integrated logits: turn them into probabilities with softmax first"),
+            (trapezoid(_deletion_logits(model, x, saliency, n_steps, channels=0).softmax(1)[:, target], n_steps),
+             "you deleted the pixels in one channel only: set the pixel to 0 in every channel (x[:, :, rows, cols])"),
+            (torch.trapezoid(probs[1:, target], dx=1 / n_steps).item(),
+             "your curve starts after the first deletion: include the unperturbed image as the point at fraction 0"),
+            (torch.trapezoid(probs[1:, target], dx=1 / (n_steps - 1)).item(),
+             "your curve starts after the first deletion: include the unperturbed image as the point at fraction 0"),
+            (probs[:, target].mean().item(), "you averaged the scores: integrate with the trapezoidal rule "
+                                             "(torch.trapezoid or np.trapezoid with dx = 1 / n_steps)"),
+        ]
+        mistakes += [(trapezoid(probs[:, c], n_steps), f"you followed class {c}, not the target {target}: "
+                      "read the probability of the target class at every step") for c in range(3) if c != target]
+        for value, hint in mistakes:
+            expect(abs(got - value) >= 1e-4, hint)
+        expect(False, f"with target={target} and n_steps={n_steps} your AUC is {got:.4f}, expected {want:.4f}: "
+                      "at step k set the first k*N//n_steps pixels (most salient first) to 0, read the target's "
+                      "softmax probability, then integrate over the fractions 0, 1/n_steps, ..., 1")
+    return "matches xc.metrics.deletion_auc on two cases (4 and 16 steps, targets that are not the top class)"
