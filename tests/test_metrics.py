@@ -169,11 +169,12 @@ def test_completeness_is_exact_for_gradient_times_input_of_a_linear_model():
     x = torch.randn(2, 2, 3, 3)
     weight = model[1].weight.detach()[[1, 3]].view(2, 2, 3, 3)
     exact = weight * x  # IG of a linear model with a zero baseline
-    assert torch.allclose(metrics.completeness(model, x, exact, [1, 3]), torch.zeros(2), atol=1e-5)
-    gap = metrics.completeness(model, x, exact + 0.01, [1, 3])
+    assert torch.allclose(metrics.completeness(model, x, exact, [1, 3]).float(), torch.zeros(2), atol=1e-5)
+    gap = metrics.completeness(model, x, exact + 0.01, [1, 3]).float()
     assert torch.allclose(gap, torch.full((2,), 0.18), atol=1e-5)
     change = (exact.flatten(1).sum(1)).abs()
-    assert torch.allclose(metrics.completeness(model, x, exact + 0.01, [1, 3], relative=True), 0.18 / change, atol=1e-5)
+    relative = metrics.completeness(model, x, exact + 0.01, [1, 3], relative=True).float()
+    assert torch.allclose(relative, 0.18 / change, atol=1e-5)
     # a baseline equal to x: zero change, so only an all-zero attribution is complete
     assert metrics.completeness(model, x, torch.zeros_like(x), [1, 3], baseline=x, relative=True).tolist() == [0.0, 0.0]
 

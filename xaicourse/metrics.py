@@ -1,8 +1,9 @@
 """Measuring explanations instead of judging them by eye. Taught in chapter 07.
 
 * Faithfulness: :func:`deletion_auc` / :func:`insertion_auc` (RISE, Petsiuk et al. 2018) remove or
-  reveal pixels in the order of the map and follow the target class probability; :func:`completeness`
-  checks that attributions add up to the change of the output (IG's axiom).
+  reveal pixels in the order of the map and follow the target class probability; ``completeness``
+  (:func:`xaicourse.ig.completeness_delta`) checks that attributions add up to the change of the
+  output (IG's axiom).
 * Localisation: :func:`pointing_game` (Zhang et al. 2016) and :func:`mask_energy` compare a map with a
   ground-truth object mask.
 * Sensitivity to the model: :func:`randomization_sanity_check` (Adebayo et al. 2018) re-initialises
@@ -23,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .hooks import find_layer
+from .ig import completeness_delta as completeness  # IG's axiom, taught in chapter 03, used as a metric here
 from .targets import resolve_targets, select
 
 _INPUT_BUDGET = 2**22  # input elements per forward chunk when batch_size=None (~16 MB of floats)
@@ -226,33 +228,6 @@ def mask_energy(attribution: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     total = positive.sum(dim=1)
     inside = (positive * masks.flatten(1)).sum(dim=1)
     return torch.where(total > 0, inside / total.clamp(min=torch.finfo(total.dtype).tiny), torch.zeros_like(total))
-
-
-# --------------------------------------------------------------------------------------------
-# Completeness
-# --------------------------------------------------------------------------------------------
-def completeness(model: nn.Module, x: torch.Tensor, attribution: torch.Tensor, target=None, *,
-                 baseline=None, relative: bool = False) -> torch.Tensor:
-    """How far the attributions are from adding up to f(x) - f(baseline), per sample (B,).
-
-    Returns ``sum(attribution) - (f_t(x) - f_t(baseline))`` with f_t the target logit, or with
-    ``relative=True`` its absolute value divided by |f_t(x) - f_t(baseline)| (0 when both are 0).
-    ``attribution`` has x's shape (B, C, H, W); ``baseline`` None means zeros, as in IG.
-    """
-    x = _check_images(x)
-    if not isinstance(attribution, torch.Tensor) or attribution.shape != x.shape:
-        got = tuple(attribution.shape) if isinstance(attribution, torch.Tensor) else type(attribution).__name__
-        raise ValueError(f"attribution must have the shape of x {tuple(x.shape)}, got {got}")
-    base = _substrate(x, 0.0 if baseline is None else baseline, None)
-    logits = _logits(model, torch.cat([x, base]), _batch_size(x, None))
-    targets = resolve_targets(target, logits[: len(x)])
-    change = select(logits[: len(x)], targets) - select(logits[len(x):], targets)
-    gap = attribution.detach().float().flatten(1).sum(dim=1).to(change.device) - change
-    if not relative:
-        return gap
-    scale = change.abs()
-    return torch.where(scale > 0, gap.abs() / scale.clamp(min=torch.finfo(scale.dtype).tiny),
-                       torch.where(gap == 0, torch.zeros_like(gap), torch.full_like(gap, float("inf"))))
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,102 @@
+"""check_deletion_auc (chapter 07): accepts the reference, reports the stub, names typical mistakes."""
+import numpy as np
+import pytest
+import torch
+
+from xaicourse import checks
+
+
+def stub(model, x, saliency, target, n_steps):
+    raise NotImplementedError("Your turn: replace this line with your solution")
+
+
+def deletion_curve(model, x, saliency, target, n_steps, descending=True, channels=slice(None), score="prob"):
+    """The deletion scores of the exercise, with switches for the mistakes."""
+    order = saliency.flatten().argsort(descending=descending)
+    scores = []
+    for k in range(n_steps + 1):
+        image = x.clone().flatten(2)
+        image[:, channels, order[: k * order.numel() // n_steps]] = 0.0
+        with torch.no_grad():
+            logits = model(image.view_as(x))
+        probs = logits.softmax(dim=-1)
+        t = probs.argmax().item() if target == "argmax" else target
+        scores.append((logits if score == "logit" else probs)[0, t].item())
+    return scores
+
+
+def reference(model, x, saliency, target, n_steps):  # the notebook's solution
+    return float(np.trapezoid(deletion_curve(model, x, saliency, target, n_steps), dx=1 / n_steps))
+
+
+def least_important_first(model, x, saliency, target, n_steps):
+    return float(np.trapezoid(deletion_curve(model, x, saliency, target, n_steps, descending=False), dx=1 / n_steps))
+
+
+def x_axis_in_steps(model, x, saliency, target, n_steps):
+    return float(np.trapezoid(deletion_curve(model, x, saliency, target, n_steps)))
+
+
+def predicted_class(model, x, saliency, target, n_steps):
+    return float(np.trapezoid(deletion_curve(model, x, saliency, "argmax", n_steps), dx=1 / n_steps))
+
+
+def class_zero(model, x, saliency, target, n_steps):
+    return reference(model, x, saliency, 1 if target == 0 else 0, n_steps)
+
+
+def no_starting_point(model, x, saliency, target, n_steps):
+    return float(np.trapezoid(deletion_curve(model, x, saliency, target, n_steps)[1:], dx=1 / n_steps))
+
+
+def logits(model, x, saliency, target, n_steps):
+    return float(np.trapezoid(deletion_curve(model, x, saliency, target, n_steps, score="logit"), dx=1 / n_steps))
+
+
+def one_channel(model, x, saliency, target, n_steps):
+    return float(np.trapezoid(deletion_curve(model, x, saliency, target, n_steps, channels=0), dx=1 / n_steps))
+
+
+def mean_score(model, x, saliency, target, n_steps):
+    return float(np.mean(deletion_curve(model, x, saliency, target, n_steps)))
+
+
+def in_place(model, x, saliency, target, n_steps):
+    order = saliency.flatten().argsort(descending=True)
+    scores = []
+    for k in range(n_steps + 1):
+        x.view(*x.shape[:2], -1)[:, :, order[: k * order.numel() // n_steps]] = 0.0
+        with torch.no_grad():
+            scores.append(model(x).softmax(-1)[0, target].item())
+    return float(np.trapezoid(scores, dx=1 / n_steps))
+
+
+def test_reference_passes(capsys):
+    assert checks.check_deletion_auc(reference) is True
+    assert "[passed] check_deletion_auc" in capsys.readouterr().out
+
+
+def test_tensor_result_is_accepted():
+    assert checks.check_deletion_auc(lambda *a: torch.tensor(reference(*a))) is True
+
+
+def test_stub_is_not_implemented_yet(capsys):
+    assert checks.check_deletion_auc(stub) is False
+    assert "not implemented yet" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("wrong, phrase", [
+    (least_important_first, "LEAST important pixels first"),
+    (x_axis_in_steps, "FRACTION of pixels"),
+    (predicted_class, "predicted class of each perturbed image"),
+    (class_zero, "not the target"),
+    (no_starting_point, "include the unperturbed image"),
+    (logits, "softmax"),
+    (one_channel, "every channel"),
+    (mean_score, "trapezoidal rule"),
+    (in_place, "in place"),
+])
+def test_wrong_answers_are_named(wrong, phrase):
+    with pytest.raises(checks.CheckFailed, match=phrase):
+        checks.check_deletion_auc(wrong)
+
