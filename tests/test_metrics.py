@@ -1,6 +1,5 @@
 """Metrics of chapter 07 on hand-computable cases: tiny fixed-weight models, known curves and AUCs."""
 import itertools
-import math
 
 import pytest
 import torch
@@ -76,16 +75,6 @@ def test_blur_baseline_leaves_a_uniform_image_unchanged():
     x = torch.full((1, 1, 6, 6), 1 / 72)  # p = 0.25 everywhere along the curve
     curve = metrics.deletion_auc(model, x, torch.rand(1, 6, 6), 0, n_steps=6, baseline="blur")
     assert torch.allclose(curve.scores, torch.full((1, 7), 0.25), atol=1e-6)
-
-
-def test_gaussian_blur_keeps_the_mean_and_smooths():
-    x = torch.zeros(1, 2, 9, 9)
-    x[:, :, 4, 4] = 1.0
-    blurred = metrics.gaussian_blur(x, 1.0)
-    assert blurred.shape == x.shape
-    assert torch.allclose(blurred.sum(dim=(2, 3)), torch.ones(1, 2), atol=1e-5)
-    g = math.exp(-0.5)  # the 1-D kernel ratio at distance 1
-    assert blurred[0, 0, 4, 5] / blurred[0, 0, 4, 4] == pytest.approx(g, rel=1e-5)
 
 
 def test_batches_chunks_and_targets():

@@ -15,15 +15,14 @@ Everything is deterministic and runs in chunks of ``batch_size`` images.
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .hooks import find_layer
+from .ig import blur_baseline
 from .ig import completeness_delta as completeness  # IG's axiom, taught in chapter 03, used as a metric here
 from .targets import resolve_targets, select
 
@@ -84,26 +83,12 @@ def _logits(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
     return torch.cat([model(chunk.to(device)).float() for chunk in x.split(batch_size)])
 
 
-def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Blur images (B, C, H, W) with a Gaussian of ``sigma`` pixels (edges replicated)."""
-    if sigma <= 0:
-        raise ValueError(f"blur sigma must be > 0 pixels, got {sigma}")
-    radius = max(1, math.ceil(3 * sigma))
-    t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
-    kernel = torch.exp(-0.5 * (t / sigma) ** 2)
-    kernel = kernel / kernel.sum()
-    c = x.shape[1]
-    out = F.pad(x, (radius,) * 4, mode="replicate")
-    out = F.conv2d(out, kernel.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    return F.conv2d(out, kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
-
-
 def _substrate(x: torch.Tensor, baseline, blur_sigma: float | None) -> torch.Tensor:
     """The image that replaces deleted pixels: "blur", a constant, or a tensor broadcastable to x."""
     if isinstance(baseline, str):
         if baseline != "blur":
             raise ValueError(f'baseline must be "blur", a number or a tensor, got {baseline!r}')
-        return gaussian_blur(x, blur_sigma or max(x.shape[-2:]) / 20)
+        return blur_baseline(x, blur_sigma or max(x.shape[-2:]) / 20)
     if isinstance(baseline, (int, float)) and not isinstance(baseline, bool):
         return torch.full_like(x, float(baseline))
     if isinstance(baseline, torch.Tensor):
