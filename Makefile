@@ -23,7 +23,7 @@ $(ASSETS): $(INSTALLED) xaicourse/environment.py xaicourse/_torchvision_compat.p
 	@touch $@
 
 lab: setup
-	$(VENV)/bin/jupyter lab --port=$(PORT) notebooks/00_start_here.ipynb
+	$(VENV)/bin/jupyter lab --port=$(PORT) $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/00_start_here.ipynb
 
 # Unit, oracle, notebook-sync and browser tests, then nbval over both notebook folders.
 test: setup

@@ -47,3 +47,10 @@ def test_readme_chapter_table_lists_every_notebook():
     readme = (ROOT / "README.md").read_text()
     for path in (ROOT / "solutions").glob("*.ipynb"):
         assert f"| {path.stem} |" in readme, f"README's chapter table lacks {path.stem}"
+
+
+def test_learners_workflow_runs_the_ci_script():
+    workflow = (ROOT / ".github" / "workflows" / "course.yml").read_text()
+    runs = [line.split("run:", 1)[1].strip() for line in workflow.splitlines() if line.strip().startswith("run:")]
+    assert runs == ["bash .ci/run"], "the learners' workflow must run exactly what CI runs"
+    assert "python-version" in workflow and "cache: pip" in workflow

@@ -1,0 +1,90 @@
+"""Every notebook in a real JupyterLab: Run All, no errors, widgets render, a slider changes the view."""
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOKS = [p.relative_to(ROOT).as_posix() for folder in ("solutions", "notebooks")
+             for p in sorted((ROOT / folder).glob("*.ipynb"))]
+RUN_TIMEOUT_MS = 8 * 60 * 1000
+
+START_RUN_ALL = """async () => {
+  const panel = window.jupyterapp.shell.currentWidget;
+  await panel.sessionContext.ready;
+  window.__runDone = false;
+  window.jupyterapp.commands.execute('notebook:run-all-cells').then(() => { window.__runDone = true; });
+}"""
+
+NOTEBOOK_IDLE = """() => {
+  const panel = window.jupyterapp.shell.currentWidget;
+  return window.__runDone === true && panel.sessionContext.session.kernel.status === 'idle';
+}"""
+
+CELL_REPORT = """() => {
+  const panel = window.jupyterapp.shell.currentWidget;
+  const report = [];
+  for (const cell of panel.content.model.cells) {
+    if (cell.type !== 'code') continue;
+    const outputs = cell.outputs.toJSON();
+    report.push({
+      id: cell.id,
+      tags: cell.getMetadata('tags') || [],
+      executed: cell.executionCount,
+      errors: outputs.filter(o => o.output_type === 'error').map(o => `${o.ename}: ${o.evalue}`),
+      widgets: outputs.filter(o => o.data && o.data['application/vnd.jupyter.widget-view+json']).length,
+    });
+  }
+  return report;
+}"""
+
+# What a slider's cell shows, minus the slider readouts themselves.
+VIEW_OF_FIRST_SLIDER_CELL = """() => {
+  const handle = document.querySelector('.jp-Notebook .widget-slider .noUi-handle, .jp-Notebook .widget-slider input[type=range]');
+  if (!handle) return null;
+  const cell = handle.closest('.jp-Cell');
+  const parts = [];
+  cell.querySelectorAll('.jp-OutputArea-output img, .jp-OutputArea-output svg, .jp-OutputArea-output pre, .jp-OutputArea-output table')
+      .forEach(el => parts.push(el.tagName === 'IMG' ? el.src : el.outerHTML));
+  return parts.join('|');
+}"""
+
+
+def open_notebook(page, lab, path):
+    base, token = lab
+    page.goto(f"{base}/lab/tree/{path}?token={token}&reset", wait_until="domcontentloaded")
+    page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget && "
+                           "window.jupyterapp.shell.currentWidget.sessionContext", timeout=120_000)
+    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+
+
+def run_all(page):
+    page.evaluate(START_RUN_ALL)
+    page.wait_for_function(NOTEBOOK_IDLE, timeout=RUN_TIMEOUT_MS, polling=1000)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS)
+def test_notebook_runs_in_jupyterlab(page, lab, screenshots, path):
+    open_notebook(page, lab, path)
+    run_all(page)
+    page.screenshot(path=str(screenshots / (path.replace("/", "__") + ".png")), full_page=True)
+
+    report = page.evaluate(CELL_REPORT)
+    assert all(cell["executed"] for cell in report), f"cells not executed: {[c['id'] for c in report if not c['executed']]}"
+    stub_ok = path.startswith("notebooks/")
+    errors = {c["id"]: c["errors"] for c in report if c["errors"] and not (stub_ok and "raises-exception" in c["tags"])}
+    assert not errors, f"cells show errors in {path}: {errors}"
+
+    assert page.locator("text=Error displaying widget").count() == 0
+    n_widget_outputs = sum(c["widgets"] for c in report)
+    if n_widget_outputs:
+        rendered = page.locator(".jp-OutputArea-output .jupyter-widgets, .jp-OutputArea-output .widget-box").count()
+        assert rendered > 0, f"{n_widget_outputs} widget outputs but none rendered"
+
+    before = page.evaluate(VIEW_OF_FIRST_SLIDER_CELL)
+    if before is not None:
+        handle = page.locator(".jp-Notebook .widget-slider .noUi-handle").first
+        handle.scroll_into_view_if_needed()
+        handle.focus()
+        page.keyboard.press("ArrowRight")
+        page.wait_for_function(f"(before) => ({VIEW_OF_FIRST_SLIDER_CELL})() !== before", arg=before, timeout=120_000)
+        page.screenshot(path=str(screenshots / (path.replace("/", "__") + "-slider.png")), full_page=True)
