@@ -88,3 +88,14 @@ def test_notebook_runs_in_jupyterlab(page, lab, screenshots, path):
         page.keyboard.press("ArrowRight")
         page.wait_for_function(f"(before) => ({VIEW_OF_FIRST_SLIDER_CELL})() !== before", arg=before, timeout=120_000)
         page.screenshot(path=str(screenshots / (path.replace("/", "__") + "-slider.png")), full_page=True)
+
+
+def test_lab_serves_the_course(lab):
+    import json
+    import urllib.request
+
+    base, token = lab
+    assert urllib.request.urlopen(f"{base}/lab?token={token}", timeout=30).status == 200
+    listing = json.load(urllib.request.urlopen(f"{base}/api/contents/notebooks?token={token}", timeout=30))
+    names = {item["name"] for item in listing["content"]}
+    assert {p.split("/")[1] for p in NOTEBOOKS if p.startswith("notebooks/")} <= names
