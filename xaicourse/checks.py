@@ -327,3 +327,109 @@ def check_deletion_auc(deletion_auc) -> str:
                       "at step k set the first k*N//n_steps pixels (most salient first) to 0, read the target's "
                       "softmax probability, then integrate over the fractions 0, 1/n_steps, ..., 1")
     return "matches xc.metrics.deletion_auc on two cases (4 and 16 steps, targets that are not the top class)"
+
+
+# --------------------------------------------------------------------------------------------
+# Chapter 03: Integrated Gradients with the trapezoid rule
+# --------------------------------------------------------------------------------------------
+def _ig_models():
+    """A linear model (completeness is exact for any rule) and a small tanh net (the rule shows)."""
+    g = torch.Generator().manual_seed(0)
+    linear = nn.Linear(6, 3).double().eval()
+    tanh_net = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 3)).double().eval()
+    with torch.no_grad():
+        for p in [*linear.parameters(), *tanh_net.parameters()]:
+            p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64))
+    x = torch.randn(1, 6, generator=g, dtype=torch.float64)
+    baseline = torch.randn(1, 6, generator=g, dtype=torch.float64)
+    return linear, tanh_net, x, baseline
+
+
+def _ig_variant(model, x, baseline, target, alphas, weights, *, probability=False):
+    """A (possibly mistaken) IG: (x - baseline) times sum_k weights_k * grad(alpha_k)."""
+    points = (baseline + torch.as_tensor(alphas, dtype=x.dtype).view(-1, 1) * (x - baseline)).requires_grad_(True)
+    out = model(points)
+    score = (out.softmax(-1) if probability else out)[:, target].sum()
+    (grads,) = torch.autograd.grad(score, points)
+    avg = (torch.as_tensor(weights, dtype=x.dtype).view(-1, 1) * grads).sum(0, keepdim=True)
+    return (x - baseline) * avg
+
+
+_SOFTMAX_HINT = ("the IG of the model's probabilities: explain the logit (the raw output), not softmax(output); the "
+                 "softmax saturates and mixes in the other classes")
+
+
+def _trapezoid(n):
+    weights = torch.full((n,), 1.0 / (n - 1), dtype=torch.float64)
+    weights[[0, -1]] /= 2
+    return torch.linspace(0, 1, n, dtype=torch.float64), weights
+
+
+def _ig_model_as_found(model):
+    expect_no_hooks(model)
+    expect(all(p.grad is None for p in model.parameters()),
+           "the model's parameters now carry .grad: use torch.autograd.grad(score, path) instead of score.backward()")
+
+
+@grader
+def check_integrated_gradients(ig_trapezoid) -> str:
+    """Grade ``ig_trapezoid(model, x, target, baseline, n_steps) -> Tensor`` shaped like ``x`` (1, D).
+
+    The trapezoid rule on nodes alpha_k = k / (n_steps - 1), k = 0 .. n_steps - 1, with step
+    1 / (n_steps - 1) and half weight at both ends; explain the target's logit (chapter 03).
+    """
+    from . import ig
+
+    linear, tanh_net, x, baseline = _ig_models()
+    x_before, b_before = x.clone(), baseline.clone()
+    n, target = 5, 2
+
+    got = ig_trapezoid(linear, x, target, baseline, n)
+    _ig_model_as_found(linear)
+    expect(torch.equal(x, x_before) and torch.equal(baseline, b_before), "your function changed x or baseline in place: build the path in new tensors")
+    expect(isinstance(got, torch.Tensor), f"return a torch.Tensor, not {type(got).__name__}")
+    expect(got.shape == x.shape, f"return one attribution per input feature, shape {tuple(x.shape)}, got {tuple(got.shape)}: "
+                                 "average the path gradients over the steps (dimension 0), keeping the batch dimension")
+    got = got.detach().double()
+    close = lambda a, b: torch.allclose(a, b, rtol=1e-5, atol=1e-7)  # noqa: E731
+    w = linear.weight.detach()[target].view(1, -1)
+    exact = w * (x - baseline)
+    with torch.no_grad():
+        change = (linear(x) - linear(baseline))[0, target].item()
+    expect(not close(got, w), "on a linear model you returned the gradient itself: the average gradient along the path "
+                              "must be multiplied by (x - baseline), feature by feature")
+    expect(not close(got, w * x), "you multiplied by x: IG multiplies the average gradient by (x - baseline), the path's length")
+    expect(not close(got, -exact), "the attributions have the wrong sign: the path runs from the baseline (alpha = 0) to x "
+                                   "(alpha = 1) and the factor is (x - baseline), not (baseline - x)")
+    expect(not close(got, exact * (n - 1) / n),
+           f"your attributions sum to (n-1)/n = {(n - 1) / n:.2f} of F(x) - F(baseline): with n_steps points on [0, 1] the "
+           "step is 1 / (n_steps - 1), not 1 / n_steps (Captum's riemann_trapezoid has this shortfall)")
+    expect(not close(got, _ig_variant(linear, x, baseline, target, *_trapezoid(n), probability=True)), f"your result equals {_SOFTMAX_HINT}")
+    expect(abs(got.sum().item() - change) < 1e-5 * max(1.0, abs(change)),
+           f"completeness fails on a linear model: your attributions sum to {got.sum().item():.4f} but "
+           f"F(x) - F(baseline) = {change:.4f}; on a linear model any correct rule is exact")
+    expect(close(got, exact), "the attributions sum correctly but differ from w * (x - baseline) feature by feature: "
+                              "keep one attribution per feature (no sum or mean over features)")
+
+    got = ig_trapezoid(tanh_net, x, target, baseline, n)
+    _ig_model_as_found(tanh_net)
+    got = got.detach().double()
+    want = ig.integrated_gradients(tanh_net, x, target, baseline=baseline, n_steps=n, method="riemann_trapezoid")
+    if not close(got, want):
+        nodes, _ = _trapezoid(n)
+        mistakes = {
+            _SOFTMAX_HINT: dict(alphas=nodes, weights=_trapezoid(n)[1], probability=True),
+            "a plain mean of the gradients at the n_steps points: the trapezoid rule gives the two end points half "
+            "the weight of the others": dict(alphas=nodes, weights=torch.full((n,), 1.0 / n, dtype=torch.float64)),
+            "a left Riemann sum (alpha = k / n_steps for k = 0 .. n_steps - 1): the trapezoid uses "
+            "torch.linspace(0, 1, n_steps), both ends included": dict(alphas=torch.arange(n) / n, weights=torch.full((n,), 1.0 / n)),
+            "a right Riemann sum (alpha = k / n_steps for k = 1 .. n_steps): the trapezoid uses "
+            "torch.linspace(0, 1, n_steps), both ends included": dict(alphas=torch.arange(1, n + 1) / n, weights=torch.full((n,), 1.0 / n)),
+        }
+        for mistake, kwargs in mistakes.items():
+            expect(not close(got, _ig_variant(tanh_net, x, baseline, target, **kwargs)), f"your result equals {mistake}")
+        expect(False, "on a small tanh network your attributions differ from xc.ig.integrated_gradients(..., "
+                      f"method='riemann_trapezoid', n_steps={n}): check the nodes (torch.linspace(0, 1, n_steps)), the "
+                      "weights (1 / (n_steps - 1), halved at both ends) and which output you differentiate")
+    return (f"exact on a linear model, and equal to the reference trapezoid IG on a tanh network ({n} steps), "
+            "no hooks or .grad left behind")
