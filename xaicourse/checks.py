@@ -433,3 +433,133 @@ def check_integrated_gradients(ig_trapezoid) -> str:
                       "weights (1 / (n_steps - 1), halved at both ends) and which output you differentiate")
     return (f"exact on a linear model, and equal to the reference trapezoid IG on a tanh network ({n} steps), "
             "no hooks or .grad left behind")
+
+
+# --------------------------------------------------------------------------------------------
+# Chapter 01: vanilla gradients
+# --------------------------------------------------------------------------------------------
+def _gradient_case():
+    """A small fixed CNN (5 classes) in eval mode and a batch of two 3 x 8 x 8 inputs."""
+    g = torch.Generator().manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 6, 3, stride=2), nn.ReLU(),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 5))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+    return model.eval(), torch.randn(2, 3, 8, 8, generator=g)
+
+
+def _gradient_of(model: nn.Module, x: torch.Tensor, score) -> torch.Tensor:
+    x = x.detach().clone().requires_grad_(True)
+    return torch.autograd.grad(score(model(x)).sum(), x)[0]
+
+
+@grader
+def check_vanilla_gradient(vanilla_gradient) -> str:
+    """Grade ``vanilla_gradient(model, x, target=None) -> Tensor (B, C, H, W)``: d logit[target] / d x.
+
+    ``target`` is None (each sample's top class), an int, or one class per sample.
+    """
+    from . import saliency
+
+    model, x = _gradient_case()
+    x_before, targets = x.clone(), torch.tensor([1, 3])  # the top classes are [3, 3]
+    want = saliency.vanilla_gradient(model, x, targets)
+    got = vanilla_gradient(model, x, targets)
+    expect(isinstance(got, torch.Tensor), f"return a torch.Tensor, not {type(got).__name__}")
+    expect(got.shape == x.shape, f"return one gradient per input value, shape {tuple(x.shape)} (B, C, H, W), got "
+                                 f"{tuple(got.shape)}: keep the batch and the channels (to_map reduces channels for display)")
+    got = got.detach()
+    close = lambda a, b: torch.allclose(a, b, rtol=1e-4, atol=1e-6)  # noqa: E731
+    if not close(got, want):
+        pick = lambda t: (lambda out: out.gather(1, t.view(-1, 1)))  # noqa: E731
+        mistakes = {
+            "the absolute value of the gradient: keep its sign (the source takes abs() only to display the map)": want.abs(),
+            "the gradient of the softmax probability: differentiate the logit (the model's raw output), whose "
+            "gradient does not depend on the other classes": _gradient_of(model, x, lambda out: pick(targets)(out.softmax(1))),
+            "the gradient of the log-probability (a cross-entropy loss): differentiate the logit itself":
+                _gradient_of(model, x, lambda out: pick(targets)(out.log_softmax(1))),
+            "the gradient of the top class, ignoring target: use the target you were given": _gradient_of(
+                model, x, lambda out: pick(out.argmax(1))(out)),
+            "every sample explained for sample 0's target: take target[i] for sample i": _gradient_of(
+                model, x, lambda out: pick(targets[:1].expand(2))(out)),
+            "the gradient of the batch's mean score: .mean() divides each sample's gradient by the batch size; "
+            "sum the selected scores instead": want / len(x),
+        }
+        for mistake, wrong in mistakes.items():
+            expect(not close(got, wrong), f"your result is {mistake}")
+        expect(False, "your gradients differ from xc.saliency.vanilla_gradient: select logits[i, target[i]] for each "
+                      "sample, sum them, and differentiate with respect to x")
+
+    expect_no_hooks(model)
+    expect(not x.requires_grad and x.grad is None and torch.equal(x, x_before),
+           "your function changed the caller's x (requires_grad, .grad or its values): work on a copy, "
+           "x = x.detach().clone().requires_grad_(True)")
+    expect(all(p.requires_grad for p in model.parameters()),
+           "the model's parameters no longer require grad: if you switch requires_grad off, switch it back on in a "
+           "finally block (you do not need to: torch.autograd.grad(score, x) only computes the input's gradient)")
+    expect(all(p.grad is None for p in model.parameters()),
+           "the model's parameters now carry .grad (left by .backward()): use torch.autograd.grad(score, x), which "
+           "leaves the parameters alone, or set each p.grad back to None")
+    expect(not model.training, "the model was in eval mode and is now in training mode: leave the mode as you found it")
+    expect(close(vanilla_gradient(model, x, targets).detach(), want),
+           "a second call gives a different answer: gradients accumulated in .grad; compute them on a fresh tensor each call")
+    expect(close(vanilla_gradient(model, x, None).detach(), saliency.vanilla_gradient(model, x)),
+           "with target=None explain each sample's top class: target = logits.argmax(dim=1)")
+    expect(close(vanilla_gradient(model, x, 2).detach(), saliency.vanilla_gradient(model, x, 2)),
+           "with an int target explain that class for every sample")
+    return "signed logit gradients with one target per sample (list, None or int); model, hooks and x left as found"
+
+
+# --------------------------------------------------------------------------------------------
+# Chapter 05: the numbers behind a misclassification report (exercise 5)
+# --------------------------------------------------------------------------------------------
+def _misclassification_case():
+    """A tiny seeded CNN with 6 classes, its Grad-CAM layer, and an input (1, 3, 16, 16)."""
+    torch.manual_seed(5)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 6)).eval()
+    x = torch.randn(1, 3, 16, 16, generator=torch.Generator().manual_seed(5))
+    return model, model[2], x
+
+
+@grader
+def check_misclassification_stats(misclassification_stats) -> str:
+    """Grade ``misclassification_stats(model, target_layer, x, true_class) -> dict`` against
+    :func:`xaicourse.interpret.misclassification_stats` (keys predicted, predicted_probability,
+    true_rank, true_probability, cam_overlap)."""
+    from . import interpret
+
+    model, layer, x = _misclassification_case()
+    with torch.no_grad():
+        logits = model(x)[0]
+    ranking = logits.argsort(descending=True).tolist()
+    for true_class in (ranking[2], ranking[0]):  # a class ranked third, then the predicted class itself
+        expected = interpret.misclassification_stats(model, layer, x, true_class)
+        got = misclassification_stats(model, layer, x.clone(), true_class)
+        expect_no_hooks(model)
+        expect(isinstance(got, dict), f"return a dict, not {type(got).__name__}")
+        missing = sorted(set(expected) - set(got))
+        expect(not missing, f"the dict is missing the key(s) {missing}")
+        value = {key: float(got[key]) for key in expected}
+        expect(value["predicted"] == expected["predicted"],
+               f"predicted should be the top class {expected['predicted']}, got {got['predicted']}: logits.argmax()")
+        for key in ("predicted_probability", "true_probability"):
+            index = expected["predicted"] if key == "predicted_probability" else true_class
+            expect(abs(value[key] - float(logits[index])) > 1e-4 or abs(expected[key] - float(logits[index])) < 1e-4,
+                   f"{key} is the raw logit: turn the logits into probabilities with softmax first")
+            expect(abs(value[key] - expected[key]) < 1e-4, f"{key} should be {expected[key]:.4f}, got {value[key]:.4f}")
+        expect(value["true_rank"] != expected["true_rank"] - 1,
+               "ranks start at 1 (the top class has rank 1): count the classes with a higher probability, then add 1")
+        expect(value["true_rank"] == expected["true_rank"],
+               f"true_rank should be {expected['true_rank']} for class {true_class}, got {got['true_rank']}")
+        if expected["true_rank"] > 1:
+            expect(value["cam_overlap"] < 0.999 or expected["cam_overlap"] > 0.999,
+                   "cam_overlap is 1: you compared the predicted class's Grad-CAM with itself; "
+                   "compute a second Grad-CAM with target=true_class")
+        expect(abs(value["cam_overlap"] - expected["cam_overlap"]) < 1e-4,
+               f"cam_overlap should be {expected['cam_overlap']:.3f}, got {value['cam_overlap']:.3f}: keep the top 20% "
+               "pixels of each map (xc.interpret.top_region) and return |A and B| / |A or B| (intersection over union)")
+    stats = interpret.misclassification_stats(model, layer, x, ranking[2])
+    return (f"rank {stats['true_rank']}, p={stats['true_probability']:.3f}, Grad-CAM IoU {stats['cam_overlap']:.2f} "
+            "for a class ranked third; rank 1 and IoU 1 for the predicted class; no hooks left")
