@@ -436,6 +436,69 @@ def check_integrated_gradients(ig_trapezoid) -> str:
 
 
 # --------------------------------------------------------------------------------------------
+# Chapter 04: attention rollout
+# --------------------------------------------------------------------------------------------
+def _rollout_by_hand(attentions, head_fusion, residual="half", renormalise=True, last_on_left=True, heads_dim=1):
+    """Rollout with one step done right or wrong, to recognise the typical mistakes."""
+    fused = attentions.mean(heads_dim) if head_fusion == "mean" else attentions.amax(heads_dim)
+    eye = torch.eye(attentions.shape[-1])
+    result = eye
+    for a in fused:
+        a = {"half": 0.5 * a + 0.5 * eye, "plus": a + eye, "none": a}[residual]
+        if renormalise:
+            a = a / a.sum(dim=-1, keepdim=True)
+        result = a @ result if last_on_left else result @ a
+    return result
+
+
+@grader
+def check_attention_rollout(rollout) -> str:
+    """Grade ``rollout(attentions, head_fusion="mean") -> (T, T)`` for attentions (layers, heads, T, T).
+
+    Expected: fuse the heads ("mean" or "max" over the heads axis), add the residual as
+    0.5 * A + 0.5 * I, re-normalise each row to sum to 1, and multiply with the last layer on the
+    left, R = A_L ... A_1 (as ``xaicourse.attention.rollout``).
+    """
+    from . import attention
+
+    generator = torch.Generator().manual_seed(4)
+    attentions = (2.0 * torch.randn(3, 4, 5, 5, generator=generator)).softmax(dim=-1)
+    mistakes = {
+        "the residual connection is missing: use 0.5 * A + 0.5 * I for each layer (the identity stands for the skip "
+        "connection around attention)": dict(residual="none"),
+        "you add the identity without halving or re-normalising: rows then sum to 2, 4, 8 ... over the layers; use "
+        "0.5 * A + 0.5 * I and divide each row by its sum": dict(residual="plus", renormalise=False),
+        "the rows are not re-normalised: after fusing heads with max (or min) and adding the identity, divide each "
+        "row by its sum so that every layer stays a mixing matrix": dict(renormalise=False),
+        "the multiplication order is reversed: later layers act on the result of earlier ones, so the product is "
+        "R = A_L @ ... @ A_2 @ A_1 (result = a @ result, layer by layer)": dict(last_on_left=False),
+        "the heads were fused over the wrong axis: attentions are (layers, heads, T, T), so fuse dim 1 (the heads), "
+        "not dim 0 (the layers)": dict(heads_dim=0),
+    }
+    for head_fusion in ("mean", "max"):
+        original = attentions.clone()
+        got = rollout(attentions, head_fusion=head_fusion)
+        expect(isinstance(got, torch.Tensor), f"return a torch.Tensor, not {type(got).__name__}")
+        expect(torch.equal(attentions, original), "your function changed the attentions passed in: work on a copy "
+                                                  "(avoid in-place operations such as += or fill_diagonal_)")
+        expect(got.shape == (5, 5), f"for attentions of shape (3 layers, 4 heads, 5, 5) the rollout is (5, 5), got "
+                                    f"{tuple(got.shape)}: fuse the heads axis (dim 1), then multiply the 3 layer matrices")
+        got = got.detach().float()
+        want = attention.rollout(attentions, head_fusion=head_fusion)
+        if torch.allclose(got, want, atol=1e-5):
+            continue
+        for hint, wrong in mistakes.items():
+            expect(not torch.allclose(got, _rollout_by_hand(attentions, head_fusion, **wrong), atol=1e-5),
+                   f"with head_fusion={head_fusion!r}: {hint}")
+        expect(torch.allclose(got.sum(dim=-1), torch.ones(5), atol=1e-4),
+               f"with head_fusion={head_fusion!r} the rows of your rollout sum to {got.sum(dim=-1).tolist()}, not 1: "
+               "re-normalise each layer's matrix after adding the identity")
+        expect(False, f"with head_fusion={head_fusion!r} your rollout differs from the reference "
+                      "xc.attention.rollout: fuse heads, 0.5 * A + 0.5 * I, re-normalise rows, R = A_L ... A_1")
+    return "mean and max head fusion, residual identity, row re-normalisation and layer order all match the reference"
+
+
+# --------------------------------------------------------------------------------------------
 # Chapter 01: vanilla gradients
 # --------------------------------------------------------------------------------------------
 def _gradient_case():

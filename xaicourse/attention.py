@@ -1,0 +1,300 @@
+"""Attention in Transformers: read the weights, plot them, roll them out, render bertviz offline.
+
+Shapes: one text or image gives attentions of shape (layers, heads, T, T) where row i is how query
+token i distributes its attention over the T key tokens (each row sums to 1). A batch of images
+gives (B, layers, heads, T, T). In a ViT, token 0 is the CLS token and tokens 1..T-1 are the image
+patches in row-major order on a ``grid x grid`` patch grid.
+
+Attention weights say where a head *reads from*, not why the model decided: use them to see the
+model's wiring, and gradients / Integrated Gradients to explain a prediction. Taught in chapter 04
+(section 4.4).
+"""
+from __future__ import annotations
+
+import base64
+import re
+from typing import NamedTuple
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import environment
+
+HEAD_FUSIONS = ("mean", "max", "min")
+BERTVIZ_ASSETS = {"d3": "d3.min.js", "jquery": "jquery.min.js"}
+_SPECIAL = re.compile(r"^(\[[A-Z]+\]|<[^>]+>)$")
+
+
+class TextAttentions(NamedTuple):
+    """``attentions`` (layers, heads, T, T) on the CPU and the T ``tokens``; unpacks as a pair."""
+
+    attentions: torch.Tensor
+    tokens: list[str]
+
+
+def stack_attentions(per_layer, model_name: str = "the model") -> torch.Tensor:
+    """Stack a model's per-layer attentions, each (B, heads, T, T), into (B, layers, heads, T, T).
+
+    Raises a RuntimeError when the model returned none (e.g. Hugging Face models with SDPA or flash
+    attention return ``None``): never an empty result.
+    """
+    if not per_layer or any(a is None for a in per_layer):
+        raise RuntimeError(
+            f"{model_name} returned no attention weights. Load it with attn_implementation=\"eager\" "
+            "(the course's loaders do): fused SDPA/flash attention never forms the weight matrix.")
+    return torch.stack([a.detach().float() for a in per_layer], dim=1)
+
+
+@torch.no_grad()
+def get_attentions(text_model, text: str) -> TextAttentions:
+    """All attention weights of a text model for one text: (layers, heads, T, T) and the tokens.
+
+    ``text_model`` is a :class:`xaicourse.models.TextModel` (e.g. ``models.bert()``). Empty text is a
+    ValueError; text over the model's limit is truncated with a warning. Taught in chapter 04.
+    """
+    encoded = text_model.encode(text)
+    outputs = text_model.model(**encoded, output_attentions=True)
+    attentions = stack_attentions(getattr(outputs, "attentions", None), text_model.name)[0].cpu()
+    return TextAttentions(attentions, text_model.tokens(encoded))
+
+
+@torch.no_grad()
+def vit_attentions(vit, x: torch.Tensor) -> torch.Tensor:
+    """Attention weights of a Vision Transformer for a batch of images: (B, layers, heads, T, T).
+
+    ``vit`` is a :class:`xaicourse.models.VisionTransformer` bundle (or its ``model``); ``x`` is
+    (B, 3, S, S) as made by ``vit.preprocess``. Taught in chapter 04.
+    """
+    model = getattr(vit, "model", vit)
+    if not hasattr(model, "forward_attentions"):
+        raise TypeError(f"{type(model).__name__} has no forward_attentions(x): use xaicourse.models.vit() or tiny_vit()")
+    if x.dim() != 4:
+        raise ValueError(f"x must be a batch of images (B, 3, S, S), got shape {tuple(x.shape)}")
+    _, per_layer = model.forward_attentions(x)
+    return stack_attentions(per_layer, getattr(vit, "name", type(model).__name__)).cpu()
+
+
+# --------------------------------------------------------------------------------------------
+# Combining heads and layers
+# --------------------------------------------------------------------------------------------
+def fuse_heads(attentions: torch.Tensor, head_fusion: str = "mean") -> torch.Tensor:
+    """Combine the heads axis (dim -3) of (..., heads, T, T): "mean", "max" or "min" -> (..., T, T)."""
+    if head_fusion not in HEAD_FUSIONS:
+        raise ValueError(f"head_fusion must be one of {HEAD_FUSIONS}, got {head_fusion!r}")
+    if head_fusion == "mean":
+        return attentions.mean(dim=-3)
+    return getattr(attentions, head_fusion)(dim=-3).values
+
+
+def rollout(attentions: torch.Tensor, head_fusion: str = "mean", discard_ratio: float = 0.0,
+            residual: bool = True) -> torch.Tensor:
+    """Attention rollout (Abnar & Zuidema, 2020): how much each output token draws on each input token.
+
+    ``attentions``: (..., layers, heads, T, T). Per layer the heads are fused (``head_fusion``), the
+    ``discard_ratio`` share of smallest weights in each row is set to zero, the residual connection is
+    modelled as ``0.5 * A + 0.5 * I`` (``residual=True``), rows are re-normalised to sum to 1, and
+    the layers are multiplied with the last layer on the left: R = A_L ... A_2 A_1. Returns
+    (..., T, T); for a ViT, row 0 from column 1 on is the CLS token's map over the patches.
+    Taught in chapter 04.
+    """
+    if attentions.dim() < 4 or attentions.shape[-1] != attentions.shape[-2]:
+        raise ValueError(f"attentions must be (..., layers, heads, T, T), got shape {tuple(attentions.shape)}")
+    if not 0.0 <= discard_ratio < 1.0:
+        raise ValueError(f"discard_ratio is the share of weights to drop per row, in [0, 1), got {discard_ratio}")
+    fused = fuse_heads(attentions.float(), head_fusion)
+    n_tokens = fused.shape[-1]
+    n_drop = int(discard_ratio * n_tokens)
+    if n_drop:
+        smallest = fused.topk(n_drop, dim=-1, largest=False).indices
+        fused = fused.scatter(-1, smallest, 0.0)
+    if residual:
+        fused = 0.5 * fused + 0.5 * torch.eye(n_tokens)
+    sums = fused.sum(dim=-1, keepdim=True)
+    fused = torch.where(sums > 0, fused / sums.clamp_min(1e-12), torch.zeros_like(fused))
+    result = fused[..., 0, :, :]
+    for layer in range(1, fused.shape[-3]):
+        result = fused[..., layer, :, :] @ result
+    return result
+
+
+class Attended(NamedTuple):
+    query: str
+    query_index: int
+    key: str
+    key_index: int
+    weight: float
+
+
+def is_special(token: str) -> bool:
+    """True for tokens such as [CLS], [SEP], [PAD], <s>, </s>."""
+    return bool(_SPECIAL.match(token))
+
+
+def most_attended(attentions: torch.Tensor, tokens: list[str]) -> list[Attended]:
+    """For each ordinary token, the other ordinary token it attends to most (exercise 4).
+
+    ``attentions``: (T, T), or (layers, heads, T, T) which is first averaged over layers and heads.
+    Self-attention and special tokens ([CLS], [SEP], ...) are excluded as keys, and special tokens
+    are skipped as queries. Returns one :class:`Attended` per ordinary token, in sentence order.
+    Taught in chapter 04.
+    """
+    matrix = attentions.float().reshape(-1, *attentions.shape[-2:]).mean(dim=0) if attentions.dim() > 2 else attentions.float()
+    if matrix.shape != (len(tokens), len(tokens)):
+        raise ValueError(f"attentions cover {matrix.shape[-1]} tokens but {len(tokens)} tokens were given")
+    ordinary = torch.tensor([not is_special(t) for t in tokens])
+    result = []
+    for i in torch.nonzero(ordinary).flatten().tolist():
+        allowed = ordinary.clone()
+        allowed[i] = False
+        if not allowed.any():
+            continue
+        row = torch.where(allowed, matrix[i], torch.tensor(-1.0))
+        j = int(row.argmax())
+        result.append(Attended(tokens[i], i, tokens[j], j, float(matrix[i, j])))
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# Vision Transformers: from token weights to maps on the image
+# --------------------------------------------------------------------------------------------
+def cls_maps(attentions: torch.Tensor, grid: int) -> torch.Tensor:
+    """The CLS token's attention over the patches, on the patch grid: (..., T, T) -> (..., grid, grid).
+
+    Works for raw weights (..., layers, heads, T, T) and for a rollout (..., T, T). Taught in chapter 04.
+    """
+    if attentions.shape[-1] != 1 + grid * grid:
+        raise ValueError(f"{attentions.shape[-1]} tokens do not make a CLS token plus a {grid}x{grid} patch grid")
+    return attentions[..., 0, 1:].reshape(*attentions.shape[:-2], grid, grid)
+
+
+def upsample(maps: torch.Tensor, size: int) -> torch.Tensor:
+    """Patch-grid maps (..., g, g) -> (..., size, size), bilinear, for overlays on the image."""
+    flat = maps.float().reshape(-1, 1, *maps.shape[-2:])
+    out = F.interpolate(flat, size=(size, size), mode="bilinear", align_corners=False)
+    return out.reshape(*maps.shape[:-2], size, size)
+
+
+def patch_coverage(masks: torch.Tensor, grid: int) -> torch.Tensor:
+    """Share of each patch covered by a pixel mask: (..., S, S) bool -> (..., grid, grid) in [0, 1]."""
+    flat = masks.float().reshape(-1, 1, *masks.shape[-2:])
+    return F.adaptive_avg_pool2d(flat, grid).reshape(*masks.shape[:-2], grid, grid)
+
+
+def mask_mass(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Share of a map's mass that falls on the object: sum(map * coverage) / sum(map).
+
+    ``maps``: non-negative (g, g) maps, shape (N, ..., g, g) or (..., g, g); ``masks``: pixel masks
+    (N, S, S) (one per image) or (S, S). A uniform map scores the object's area share, so a value
+    above ``mask_mass(torch.ones(g, g), mask)`` means the map prefers the object. Returns maps.shape[:-2].
+    Taught in chapter 04.
+    """
+    coverage = patch_coverage(masks, maps.shape[-1])
+    if masks.dim() == 3:  # one mask per image: align with the batch axis of maps
+        coverage = coverage.reshape(len(coverage), *[1] * (maps.dim() - 3), *coverage.shape[-2:])
+    total = maps.sum(dim=(-2, -1))
+    inside = (maps * coverage).sum(dim=(-2, -1))
+    return torch.where(total > 0, inside / total.clamp_min(1e-12), torch.zeros_like(total))
+
+
+# --------------------------------------------------------------------------------------------
+# Plots
+# --------------------------------------------------------------------------------------------
+def heatmap(attention, tokens: list[str], title: str | None = None, ax=None, colorbar: bool = True):
+    """One (T, T) attention matrix with token labels: rows are queries, columns are keys."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(0.45 * len(tokens) + 2.5, 0.45 * len(tokens) + 1.5))
+    matrix = attention.detach().cpu().numpy() if isinstance(attention, torch.Tensor) else np.asarray(attention)
+    im = ax.imshow(matrix, cmap="viridis", vmin=0)
+    ax.set_xticks(range(len(tokens)), tokens, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(len(tokens)), tokens, fontsize=8)
+    ax.set_xlabel("key (attended to)")
+    ax.set_ylabel("query (attending)")
+    if title:
+        ax.set_title(title)
+    if colorbar:
+        ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="attention weight")
+    return ax
+
+
+def head_grid(layer_attentions: torch.Tensor, tokens: list[str], title: str | None = None, cols: int = 4):
+    """All heads of one layer, (heads, T, T), as a grid of heatmaps on a shared colour scale."""
+    heads = layer_attentions.shape[0]
+    rows = -(-heads // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 3.0 * rows), squeeze=False)
+    vmax = float(layer_attentions.max())
+    for head, ax in enumerate(axes.flat):
+        if head >= heads:
+            ax.axis("off")
+            continue
+        im = ax.imshow(layer_attentions[head].cpu().numpy(), cmap="viridis", vmin=0, vmax=vmax)
+        ax.set_title(f"head {head}", fontsize=9)
+        ax.set_xticks(range(len(tokens)), tokens if head // cols == rows - 1 else [], rotation=60, ha="right", fontsize=7)
+        ax.set_yticks(range(len(tokens)), tokens if head % cols == 0 else [], fontsize=7)
+    fig.colorbar(im, ax=axes, fraction=0.02, pad=0.02, label="attention weight")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# bertviz with no network
+# --------------------------------------------------------------------------------------------
+def bertviz_offline(attentions: torch.Tensor, tokens: list[str], kind: str = "head", **options):
+    """bertviz's ``head_view`` or ``model_view`` (``kind``) that renders with no network.
+
+    bertviz loads require.js, d3 and jQuery from a CDN. Here require.js is inlined and the d3/jQuery
+    paths become data: URLs, built from the copies ``make setup`` fetched into ``.assets/``; no
+    http(s) URL is left in the HTML. Without those files, prints a one-line notice and returns the
+    course's own explorer widget instead. ``attentions``: (layers, heads, T, T); ``options`` go to
+    bertviz (e.g. ``layer=2, heads=[0, 1]``). Returns an IPython ``HTML`` object. Taught in chapter 04.
+    """
+    import bertviz
+    from IPython.display import HTML
+
+    views = {"head": bertviz.head_view, "model": bertviz.model_view}
+    if kind not in views:
+        raise ValueError(f"kind must be 'head' or 'model', got {kind!r}")
+    try:
+        require_js = environment.asset("require.js").read_text()
+        libraries = {key: environment.asset(name).read_bytes() for key, name in BERTVIZ_ASSETS.items()}
+    except environment.MissingAsset as missing:
+        print(f"bertviz needs JavaScript files that `make setup` fetches ({missing.args[0].split(' is missing')[0]} "
+              "is missing); showing the course's own attention explorer instead.")
+        from . import widgets
+
+        return widgets.attention_explorer(attentions, tokens)
+    html = views[kind](tuple(a.unsqueeze(0) for a in attentions), tokens, html_action="return", **options).data
+    return HTML(offline_html(html, require_js, libraries))
+
+
+def offline_html(html: str, require_js: str, libraries: dict[str, bytes]) -> str:
+    """Rewrite bertviz's HTML to need no network (see :func:`bertviz_offline`)."""
+    html = re.sub(r'<script src="[^"]*require[^"]*"></script>', lambda _: f"<script>\n{require_js}\n</script>", html)
+    for key, source in libraries.items():
+        url = "data:text/javascript;base64," + base64.b64encode(source).decode("ascii")
+        html, found = re.subn(rf"{key}: '[^']*'", lambda _: f"{key}: '{url}'", html)
+        if found != 1:
+            raise RuntimeError(f"bertviz's HTML changed: no path for {key!r} to rewrite (bertviz version?)")
+    # What is left are URLs in JavaScript comments and XML namespace strings, which fetch nothing;
+    # ":\/\/" is the same string in JavaScript, so the page needs and shows no network address.
+    return html.replace("://", r":\/\/")
+
+
+def layer_map(attentions: torch.Tensor, grid: int, layer: int, head: int | str = "mean") -> torch.Tensor:
+    """One ViT map on the patch grid, (grid, grid), from attentions (layers, heads, T, T).
+
+    ``head``: an int for one head of ``layer``, "mean" for the mean of its heads, or "rollout" for the
+    rollout of layers 0..``layer``. What the ViT explorer widget shows. Taught in chapter 04.
+    """
+    layers, heads = attentions.shape[-4:-2]
+    if not -layers <= layer < layers:
+        raise ValueError(f"layer {layer} is out of range: the model has {layers} layers")
+    if head == "rollout":
+        return cls_maps(rollout(attentions[: layer % layers + 1]), grid)
+    if head == "mean":
+        return cls_maps(attentions[layer].mean(dim=0), grid)
+    if not isinstance(head, int) or not -heads <= head < heads:
+        raise ValueError(f"head must be an int in 0..{heads - 1}, 'mean' or 'rollout', got {head!r}")
+    return cls_maps(attentions[layer, head], grid)
