@@ -220,3 +220,56 @@ def _corner_mask(corner, marker_size, size) -> np.ndarray:
     cols = slice(pad, pad + marker_size) if corner[1] == 0 else slice(size - pad - marker_size, size - pad)
     mask[rows, cols] = True
     return mask
+
+
+# --------------------------------------------------------------------------------------------
+# Movie-review sentences with sentiment ratings (chapter 05)
+# --------------------------------------------------------------------------------------------
+SENTIMENT_CLASSES = ("negative", "positive")
+MOVIE_REVIEWS_FILE = "movieReviewSnippets_GroundTruth.txt"
+
+
+@dataclass
+class TextDataset:
+    """``texts`` (N strings); ``labels`` (N,) 0 = negative, 1 = positive; ``scores`` (N,) the mean
+    human rating in [-4, 4]; ``ids`` (N,) the sentence ids of the source file; ``classes`` names."""
+
+    texts: list[str]
+    labels: torch.Tensor
+    scores: torch.Tensor
+    ids: torch.Tensor
+    classes: tuple[str, ...] = SENTIMENT_CLASSES
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def __getitem__(self, i):
+        return self.texts[i], self.labels[i]
+
+
+def movie_reviews(split: str = "train") -> TextDataset:
+    """The 10,605 Rotten Tomatoes sentences of Hutto & Gilbert (ICWSM 2014), rated -4..+4 by humans.
+
+    The file comes from the vaderSentiment 3.3.2 source distribution, fetched by ``make setup``
+    (it is never committed). Label: positive when the mean rating is > 0, negative when < 0; the
+    37 sentences rated exactly 0 are left out. The split is fixed by the sentence id:
+    ``id % 5 == 0`` is ``"test"`` (2,111 sentences, held out), the rest is ``"train"`` (8,457);
+    ``"all"`` gives both. Taught in chapter 05.
+    """
+    if split not in ("train", "test", "all"):
+        raise ValueError(f"unknown split {split!r}: choose 'train', 'test' or 'all'")
+    from .environment import asset
+
+    path = asset("hutto_ICWSM_2014") / MOVIE_REVIEWS_FILE
+    texts, scores, ids = [], [], []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        sentence_id, score, text = line.split("\t", 2)
+        sentence_id, score = int(sentence_id), float(score)
+        in_test = sentence_id % 5 == 0
+        if score == 0 or (split == "train" and in_test) or (split == "test" and not in_test):
+            continue
+        texts.append(text.strip())
+        scores.append(score)
+        ids.append(sentence_id)
+    scores = torch.tensor(scores)
+    return TextDataset(texts=texts, labels=(scores > 0).long(), scores=scores, ids=torch.tensor(ids))
