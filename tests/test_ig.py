@@ -5,6 +5,7 @@ import torch
 from captum.attr import IntegratedGradients
 from torch import nn
 
+import xaicourse as xc
 from xaicourse import ig
 from xaicourse.checks import hooks_left
 
@@ -246,3 +247,30 @@ def test_float32_follows_input_dtype():
     x = torch.randn(2, 4)
     attr = ig.integrated_gradients(model, x, 0, n_steps=4)
     assert attr.dtype == torch.float32 and np.isfinite(attr.numpy()).all()
+
+
+def test_path_derivative_gives_every_rules_sum(images):
+    model = small_cnn()
+    grid = torch.linspace(0, 1, 9, dtype=torch.float64)
+    g = ig.path_derivative(model, images, [1, 2], baseline=0.3, alphas=grid, batch_size=4)
+    assert g.shape == (9, 2)
+    for method in ("riemann_trapezoid", "gausslegendre"):
+        alphas, weights = ig.quadrature(method, 9)
+        attr = ig.integrated_gradients(model, images, [1, 2], baseline=0.3, n_steps=9, method=method)
+        sums = (weights.view(-1, 1) * ig.path_derivative(model, images, [1, 2], baseline=0.3, alphas=alphas)).sum(0)
+        assert torch.allclose(sums, attr.flatten(1).sum(1), atol=1e-12)
+    assert torch.allclose(g[1:], ig.path_derivative(model, images, [1, 2], baseline=0.3, alphas=grid[1:]), atol=1e-12)
+
+
+def test_ig_explorer_renders_and_caches(cnn):
+    from xaicourse import widgets
+
+    explorer = widgets.ig_explorer(cnn, xc.data.image("cat"), n_steps=4)
+    first = explorer.image.value
+    assert first[:4] == b"\x89PNG" and "relative completeness error" in explorer.status.value
+    explorer.method.value = "riemann_middle"
+    assert explorer.image.value != first and len(explorer.cache) == 2
+    explorer.method.value = "gausslegendre"
+    assert "from the cache" in explorer.status.value and len(explorer.cache) == 2
+    with pytest.raises(ValueError, match="unknown baseline"):
+        widgets.ig_explorer(cnn, xc.data.image("cat"), baseline="grey")
