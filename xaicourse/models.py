@@ -20,6 +20,7 @@ import os
 import socket
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -307,3 +308,60 @@ def hub_source(repo_id: str, offline_default: str) -> str:
     except Exception:  # not cached (the exception type varies across huggingface_hub versions)
         _require_network("huggingface.co", repo_id, offline_default)
         return snapshot_download(repo_id)
+
+
+# --------------------------------------------------------------------------------------------
+# The shapes CNN (chapter 02): a small classifier that learns a shortcut, and one that does not
+# --------------------------------------------------------------------------------------------
+SHAPES_CNN_VARIANTS = {"shortcut": 1.0, "clean": 0.0}  # variant -> data.shapes(marker=...) it was trained on
+SHAPES_CNN_DATA = dict(size=32, marker_size=4)          # the image format both variants read
+
+
+def shapes_cnn_path(variant: str) -> Path:
+    return Path(__file__).resolve().parent.parent / "data" / f"shapes_cnn_{variant}.pt"
+
+
+class ShapesCNN(nn.Module):
+    """Three conv-BN-ReLU blocks (two 2x2 max-pools) and a global-average-pooling head.
+
+    Input (B, 3, 32, 32) in [0, 1]; ``features`` outputs (B, 2 * width, 8, 8), the Grad-CAM layer;
+    ``head`` gives (B, n_classes) logits. Taught in chapter 02.
+    """
+
+    def __init__(self, n_classes: int = 3, width: int = 16):
+        super().__init__()
+
+        def block(c_in, c_out):
+            return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
+
+        self.features = nn.Sequential(*block(3, width), nn.MaxPool2d(2), *block(width, 2 * width), nn.MaxPool2d(2),
+                                      *block(2 * width, 2 * width))
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2 * width, n_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def shapes_cnn(variant: str = "shortcut") -> ShapesCNN:
+    """A trained :class:`ShapesCNN` (eval mode, CPU), cached.
+
+    ``"shortcut"`` was trained on ``data.shapes(marker=1.0)``: the corner marker gives the label
+    away. ``"clean"`` was trained on ``marker=0.0``: the marker is there but says nothing, so only
+    the shape can be learned. Both read ``data.shapes(..., **SHAPES_CNN_DATA)``; the weights come
+    from ``xaicourse.train.train_shapes_cnn``. Taught in chapter 02.
+    """
+    if variant not in SHAPES_CNN_VARIANTS:
+        raise ValueError(f"unknown shapes CNN variant {variant!r}: choose one of {', '.join(map(repr, SHAPES_CNN_VARIANTS))}")
+    return _shapes_cnn(variant)
+
+
+@functools.lru_cache(maxsize=None)
+def _shapes_cnn(variant: str) -> ShapesCNN:
+    path = shapes_cnn_path(variant)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: train it with xaicourse.train.train_shapes_cnn({variant!r}) "
+                                "(under a minute on a CPU)")
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    model = ShapesCNN(**saved["config"])
+    model.load_state_dict(saved["state_dict"])
+    return model.eval()
