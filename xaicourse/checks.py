@@ -626,3 +626,81 @@ def check_misclassification_stats(misclassification_stats) -> str:
     stats = interpret.misclassification_stats(model, layer, x, ranking[2])
     return (f"rank {stats['true_rank']}, p={stats['true_probability']:.3f}, Grad-CAM IoU {stats['cam_overlap']:.2f} "
             "for a class ranked third; rank 1 and IoU 1 for the predicted class; no hooks left")
+
+
+# --------------------------------------------------------------------------------------------
+# Chapter 02: Grad-CAM from recorded activations and gradients
+# --------------------------------------------------------------------------------------------
+def _grad_cam_case():
+    """A seeded 3-class CNN whose layer ``model[2]`` outputs (2, 6, 6, 6) for a (2, 3, 24, 24) input."""
+    gen = torch.Generator().manual_seed(2)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(8, 6, 3, stride=2, padding=1),
+                          nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 3))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
+    return model.eval(), model[2], torch.rand(2, 3, 24, 24, generator=gen), [0, 2]
+
+
+def _grad_cam_variants(model, layer, x, targets) -> dict:
+    """Maps made with the typical mistakes, from the layer's real activations A and gradients G."""
+    from .cam import upsample
+    from .hooks import record_layer
+    from .targets import select
+
+    with record_layer(model, layer) as rec:
+        select(model(x), torch.tensor(targets)).sum().backward()
+    model.zero_grad(set_to_none=True)
+    acts, grads = rec.activations, rec.gradients
+    size = x.shape[-2:]
+
+    def cam(weights, relu=True):
+        raw = (weights * acts).sum(dim=1)
+        return upsample(raw.clamp(min=0) if relu else raw, size)
+
+    return {
+        "no ReLU": cam(grads.mean(dim=(2, 3), keepdim=True), relu=False),
+        "weights averaged over the channels instead of over the positions": cam(grads.mean(dim=1, keepdim=True)),
+        "weights averaged over the batch too": cam(grads.mean(dim=(0, 2, 3), keepdim=True)),
+        "gradient instead of weighted activations": upsample(grads.sum(dim=1).clamp(min=0), size),
+    }
+
+
+@grader
+def check_grad_cam(grad_cam) -> str:
+    """Grade ``grad_cam(model, layer, x, target) -> (B, H, W)``: Grad-CAM with hooks you register yourself.
+
+    ``target`` is one class index per sample; the map is upsampled (bilinear) to the input size and
+    min-max scaled to [0, 1] per sample, as ``xc.cam.grad_cam`` does.
+    """
+    from .cam import grad_cam as reference
+
+    model, layer, x, targets = _grad_cam_case()
+    x_before = x.clone()
+    got = grad_cam(model, layer, x, targets)
+    _leaves_model_as_found(model, x, x_before)
+    expect(isinstance(got, torch.Tensor), f"return a torch.Tensor, not {type(got).__name__}")
+    got = got.detach().float()
+    want = reference(model, layer, x, targets)
+    if got.ndim == 4 and got.shape[1] == 1:
+        raise CheckFailed(f"got shape {tuple(got.shape)}: sum the weighted maps over the channel dimension "
+                          "(dim=1) without keepdim, or squeeze it, to return (batch, height, width)")
+    if got.shape == (2, 6, 6):
+        raise CheckFailed("the map is still on the layer's 6 x 6 grid: upsample it to the input's 24 x 24 with "
+                          "F.interpolate(cam[:, None], size=x.shape[-2:], mode='bilinear', align_corners=False)")
+    expect(got.shape == want.shape, f"expected shape {tuple(want.shape)} (batch, height, width of the input), got {tuple(got.shape)}")
+    expect(torch.isfinite(got).all(), "the map has NaN or inf: guard the division when a map is all zeros")
+    for mistake, variant in _grad_cam_variants(model, layer, x, targets).items():
+        expect(not torch.allclose(got / got.amax(dim=(1, 2), keepdim=True).clamp(min=1e-12), variant, atol=1e-4),
+               f"your map matches Grad-CAM with this mistake: {mistake}. Weights: alpha_k = mean of dS/dA^k over "
+               "the h x w positions of each sample (grads.mean(dim=(2, 3))); map: ReLU(sum_k alpha_k A^k)")
+    expect(got.min() >= -1e-6 and (got.amax(dim=(1, 2)) - 1).abs().max() < 1e-4,
+           "scale each map to [0, 1]: subtract its minimum, then divide by its maximum (skip all-zero maps)")
+    if not torch.allclose(got, want, atol=1e-4):
+        expect(not torch.allclose(got, want, atol=0.1),
+               "close, but not the same values: upsample with mode='bilinear', align_corners=False, and min-max "
+               "scale each map after upsampling")
+        raise CheckFailed("the map differs from the reference: backpropagate each sample's own target score "
+                          "(logits[range(B), targets].sum()), record the layer's output and its gradient, and weigh the "
+                          "activations by the spatially averaged gradients")
+    return "matches xc.cam.grad_cam on a 2-image batch with per-sample targets, and no hooks or .grad were left"
