@@ -240,3 +240,20 @@ def test_overlay_resizes_the_map_to_the_photo():
     photo = np.zeros((50, 70, 3), np.float32)
     out = cam.overlay(photo, torch.rand(1, 7, 7))
     assert out.shape == (50, 70, 3) and out.min() >= 0 and out.max() <= 1
+
+
+def test_depth_layers_go_from_shallow_to_deep(resnet, cnn):
+    assert list(cam.depth_layers(resnet)) == ["layer1", "layer2", "layer3", "layer4"]
+    assert list(cam.depth_layers(cnn.model)) == [f"blocks.{i}" for i in range(7)] + ["bn2"]
+    assert list(cam.depth_layers(xc.models.shapes_cnn())) == ["features.2", "features.6", "features.10"]
+
+
+def test_gradcam_explorer_redraws_and_caches(cnn):
+    explorer = xc.widgets.gradcam_explorer(cnn, xc.data.image("cat"), layers={
+        "blocks.5": cnn.model.blocks[5], "bn2": cnn.model.bn2})
+    first = explorer.image.value
+    assert explorer.grids["bn2"] == (7, 7)
+    explorer.layer.value = "blocks.5"
+    assert explorer.image.value != first and len(explorer.cache) == 2
+    explorer.layer.value = "bn2"
+    assert "from the cache" in explorer.status.value and hooks_left(cnn.model) == 0

@@ -203,6 +203,24 @@ def find_target_layer(model: nn.Module) -> nn.Module:
     return dict(named)[last]
 
 
+def depth_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """Layers from shallow to deep for comparing CAMs across depth: the stages of a CNN (timm's
+    ``blocks.i``, torchvision's ``layerN``, or the ReLUs of a plain ``features`` stack), then
+    :func:`find_target_layer`'s choice. Chapter 02."""
+    named = dict(model.named_modules())
+    layers = {}
+    if isinstance(named.get("blocks"), nn.Sequential):
+        layers.update({f"blocks.{child}": m for child, m in named["blocks"].named_children()})
+    if isinstance(named.get("features"), nn.Sequential):
+        layers.update({f"features.{child}": m for child, m in named["features"].named_children() if isinstance(m, nn.ReLU)})
+    layers.update({name: m for name, m in model.named_children() if name.startswith("layer") and name[5:].isdigit()})
+    last = find_target_layer(model)
+    final = list(last.children())[-1] if isinstance(last, nn.Sequential) else last  # same output as `last`
+    if not any(m is last or m is final for m in layers.values()):
+        layers[next(n for n, m in named.items() if m is last)] = last
+    return layers
+
+
 def overlay(img, cam: torch.Tensor, alpha: float = 0.5):
     """A photo (H, W, 3) with one CAM ((H', W') or (1, H', W')) blended on top, resized to the photo."""
     from . import viz

@@ -356,3 +356,97 @@ def ig_explorer(image_model, img, target=None, *, n_steps: int = 16, method: str
     """An :class:`IGExplorer` for one photo and an :class:`~xaicourse.models.ImageModel`
     (``target``: class index or name; None = the top class). Taught in chapter 03."""
     return IGExplorer(image_model, img, target, n_steps=n_steps, method=method, baseline=baseline)
+
+
+# --------------------------------------------------------------------------------------------
+# Chapter 02: Grad-CAM layer explorer
+# --------------------------------------------------------------------------------------------
+def cam_methods() -> dict:
+    """The explorer's methods: name -> function(model, layer, x, target) -> (B, H, W)."""
+    from . import cam
+
+    return {"Grad-CAM": cam.grad_cam, "Grad-CAM++": cam.grad_cam_pp}
+
+
+class GradCAMExplorer(ipywidgets.VBox):
+    """Layer and method dropdowns redraw the CAM of one photo: how the map changes with depth.
+
+    Panels: the photo as the model sees it, the CAM (with the layer's grid size in the title) and
+    the CAM over the photo. Each (layer, method) is computed once and cached. Taught in chapter 02.
+    """
+
+    def __init__(self, image_model, img, target=None, *, layers: dict | None = None, layer: str | None = None,
+                 method: str = "Grad-CAM"):
+        import torch
+
+        from . import cam
+        from .hooks import record_layer
+        from .targets import resolve_targets
+
+        self.methods = cam_methods()
+        if method not in self.methods:
+            raise ValueError(f"unknown method {method!r}: choose one of {list(self.methods)}")
+        self.model, self.cache = image_model.model, {}
+        self.layers = layers or cam.depth_layers(self.model)
+        layer = layer or list(self.layers)[-1]
+        if layer not in self.layers:
+            raise ValueError(f"unknown layer {layer!r}: choose one of {list(self.layers)}")
+        self.x = image_model.preprocess(img)
+        self.picture = image_model.view(img)
+        index = None if target is None else image_model.class_index(target)
+        self.target = int(resolve_targets(index, image_model.probabilities(self.x))[0])
+        self.grids = {}
+        for name, module in self.layers.items():  # one forward pass per layer, to show its grid size
+            with record_layer(self.model, module) as rec, torch.no_grad():
+                self.model(self.x)
+            self.grids[name] = tuple(rec.activations.shape[-2:])
+
+        self.layer = ipywidgets.Dropdown(description="layer", options=list(self.layers), value=layer)
+        self.method = ipywidgets.Dropdown(description="method", options=list(self.methods), value=method)
+        self.status = ipywidgets.Label()
+        self.image = ipywidgets.Image(format="png")
+        fig = Figure(figsize=(10.5, 3.6), dpi=72)
+        ax_photo, self.ax_map, ax_overlay = fig.subplots(1, 3)
+        ax_photo.imshow(self.picture)
+        ax_photo.set_title(f"input (target: {image_model.labels[self.target]})")
+        self.map = self.ax_map.imshow(np.zeros(self.picture.shape[:2]), cmap="jet", vmin=0, vmax=1)
+        fig.colorbar(self.map, ax=self.ax_map, fraction=0.046, pad=0.04, label="CAM (scaled to [0, 1])")
+        self.ax_map.set_title(" ")
+        self.blend = ax_overlay.imshow(self.picture)
+        ax_overlay.set_title("over the input")
+        for ax in (ax_photo, self.ax_map, ax_overlay):
+            ax.axis("off")
+        fig.tight_layout()
+        self.figure = BlitFigure(fig, [self.map, self.blend, self.ax_map.title])
+        for control in (self.layer, self.method):
+            control.observe(self.update, names="value")
+        super().__init__([ipywidgets.HBox([self.layer, self.method]), self.status, self.image])
+        self.update()
+
+    def compute(self) -> np.ndarray:
+        """The current (layer, method) CAM (H, W) in [0, 1], cached."""
+        key = (self.layer.value, self.method.value)
+        if key not in self.cache:
+            fn = self.methods[self.method.value]
+            self.cache[key] = fn(self.model, self.layers[self.layer.value], self.x, self.target)[0].cpu().numpy()
+        return self.cache[key]
+
+    def update(self, *_):
+        from . import viz
+
+        cached = (self.layer.value, self.method.value) in self.cache
+        heat = self.compute()
+        self.map.set_data(heat)
+        self.blend.set_data(viz.overlay(self.picture, heat, alpha=0.5))
+        h, w = self.grids[self.layer.value]
+        self.ax_map.set_title(f"{self.method.value} at {self.layer.value} ({h} x {w} grid)")
+        self.status.value = f"{len(self.cache)} map(s) computed; this one {'from the cache' if cached else 'just computed'}"
+        self.image.value = self.figure.png()
+
+
+def gradcam_explorer(image_model, img, target=None, *, layers: dict | None = None, layer: str | None = None,
+                     method: str = "Grad-CAM") -> GradCAMExplorer:
+    """A :class:`GradCAMExplorer` for one photo and an :class:`~xaicourse.models.ImageModel`
+    (``layers``: name -> module, default ``cam.depth_layers(model)``; ``target``: class index or
+    name, None = the top class). Taught in chapter 02."""
+    return GradCAMExplorer(image_model, img, target, layers=layers, layer=layer, method=method)
