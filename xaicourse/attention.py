@@ -298,3 +298,24 @@ def layer_map(attentions: torch.Tensor, grid: int, layer: int, head: int | str =
     if not isinstance(head, int) or not -heads <= head < heads:
         raise ValueError(f"head must be an int in 0..{heads - 1}, 'mean' or 'rollout', got {head!r}")
     return cls_maps(attentions[layer, head], grid)
+
+
+@torch.no_grad()
+def object_attention_share(vit, images: torch.Tensor, masks: torch.Tensor, batch_size: int = 100) -> dict:
+    """How much of the CLS token's attention falls on the object, averaged over a set of images.
+
+    ``images`` (N, 3, S, S) in [0, 1] and object ``masks`` (N, S, S), e.g. from ``data.shapes``.
+    Returns tensors: "heads" (layers, heads) per head, "layers" (layers,) for the mean of each
+    layer's heads, "rollout" (a scalar) for the rollout over all layers, and "uniform" (a scalar),
+    the share a uniform map gets (the object's area share). Taught in chapter 04.
+    """
+    parts = {"heads": [], "layers": [], "rollout": [], "uniform": []}
+    for start in range(0, len(images), batch_size):
+        mask = masks[start:start + batch_size]
+        attentions = vit_attentions(vit, vit.preprocess(images[start:start + batch_size]))
+        maps = cls_maps(attentions, vit.grid)  # (B, layers, heads, g, g)
+        parts["heads"].append(mask_mass(maps, mask))
+        parts["layers"].append(mask_mass(maps.mean(dim=2), mask))
+        parts["rollout"].append(mask_mass(cls_maps(rollout(attentions), vit.grid), mask))
+        parts["uniform"].append(mask_mass(torch.ones(len(mask), vit.grid, vit.grid), mask))
+    return {name: torch.cat(values).mean(dim=0) for name, values in parts.items()}

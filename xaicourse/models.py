@@ -311,6 +311,251 @@ def hub_source(repo_id: str, offline_default: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------
+# Sentiment classifier (chapter 05)
+# --------------------------------------------------------------------------------------------
+OFFLINE_SENTIMENT = "minilm-movie-reviews"
+ONLINE_SENTIMENTS = ("distilbert-base-uncased-finetuned-sst-2-english",)
+SENTIMENT_WEIGHTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                 "data", "sentiment_minilm.safetensors")
+# the parameters xaicourse.train.train_sentiment fits (and data/ stores); the rest is all-MiniLM-L6-v2
+SENTIMENT_TRAINED = ("bert.encoder.layer.5.", "bert.pooler.", "classifier.")
+
+
+def sentiment_classifier(name: str | None = None, device: str | torch.device = "cpu") -> TextModel:
+    """A negative/positive sentence classifier: ``model(**text_model.encode(text)).logits`` is (1, 2).
+
+    ``name``: None (offline: all-MiniLM-L6-v2 whose last layer and classification head were
+    trained on the course's movie-review split, see ``xaicourse.train.train_sentiment``) or
+    "distilbert-base-uncased-finetuned-sst-2-english" (online, the source chapter's model).
+    ``labels`` is ["negative", "positive"] for both. Taught in chapter 05.
+    """
+    return _sentiment_classifier(name or OFFLINE_SENTIMENT, str(torch.device(device)))
+
+
+@functools.lru_cache(maxsize=None)
+def _sentiment_classifier(name: str, device: str) -> TextModel:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    if name == OFFLINE_SENTIMENT:
+        if not os.path.exists(SENTIMENT_WEIGHTS):
+            raise FileNotFoundError(f"{SENTIMENT_WEIGHTS} is missing: train it with "
+                                    "`python -c 'import xaicourse.train as t; t.train_sentiment()'`")
+        from safetensors.torch import load_file
+
+        source = _minilm_path()
+        model = minilm_classifier({k: v.float() for k, v in load_file(SENTIMENT_WEIGHTS).items()})
+    elif name in ONLINE_SENTIMENTS:
+        source = hub_source(name, "sentiment_classifier()")
+        model = AutoModelForSequenceClassification.from_pretrained(source)
+    else:
+        raise ValueError(f"unknown sentiment model {name!r}: choose None (offline, {OFFLINE_SENTIMENT!r}) "
+                         f"or one of {ONLINE_SENTIMENTS}")
+    labels = [model.config.id2label[i].lower() for i in range(model.config.num_labels)]
+    return TextModel(model=model.eval().to(device), tokenizer=AutoTokenizer.from_pretrained(source),
+                     name=name, labels=labels)
+
+
+def minilm_classifier(trained: dict | None = None) -> nn.Module:
+    """all-MiniLM-L6-v2 with a 2-class head (``BertForSequenceClassification``), in eval mode.
+
+    ``trained``: a state dict holding exactly the :data:`SENTIMENT_TRAINED` parameters; without it
+    the head is freshly initialised (seed it first), as at the start of training.
+    """
+    from transformers import BertForSequenceClassification
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # "newly initialized classifier" is expected here
+    try:
+        model = BertForSequenceClassification.from_pretrained(
+            _minilm_path(), num_labels=2, id2label={0: "negative", 1: "positive"},
+            label2id={"negative": 0, "positive": 1})
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    if trained is not None:
+        expected = {k for k in model.state_dict() if k.startswith(SENTIMENT_TRAINED)}
+        if set(trained) != expected:
+            raise ValueError(f"the trained parameters do not fit: missing {sorted(expected - set(trained))[:3]}, "
+                             f"unexpected {sorted(set(trained) - expected)[:3]}")
+        model.load_state_dict(trained, strict=False)
+    return model.eval()
+
+
+# --------------------------------------------------------------------------------------------
+# Vision Transformers (chapter 04): a tiny ViT trained offline, and the source's ViT-Base online
+# --------------------------------------------------------------------------------------------
+OFFLINE_VIT = "tiny_vit"
+ONLINE_VITS = ("google/vit-base-patch16-224",)
+TINY_VIT_WEIGHTS = Path(__file__).resolve().parent.parent / "data" / "tiny_vit.pt"
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention that also returns its weights softmax(QK^T / sqrt(d)): (B, heads, T, T)."""
+
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        b, t, d = x.shape
+        q, k, v = self.qkv(x).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        weights = (q @ k.transpose(-2, -1) / (d // self.heads) ** 0.5).softmax(dim=-1)
+        out = (weights @ v).transpose(1, 2).reshape(b, t, d)
+        return self.proj(out), weights
+
+
+class ViTBlock(nn.Module):
+    """Pre-norm Transformer block: x + attention(norm(x)), then x + MLP(norm(x))."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: int):
+        super().__init__()
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.attn = SelfAttention(dim, heads)
+        self.mlp = nn.Sequential(nn.Linear(dim, mlp_ratio * dim), nn.GELU(), nn.Linear(mlp_ratio * dim, dim))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out, weights = self.attn(self.norm1(x))
+        x = x + out
+        return x + self.mlp(self.norm2(x)), weights
+
+
+class TinyViT(nn.Module):
+    """A small Vision Transformer: patch embedding, a CLS token, learned positions, ``depth`` blocks.
+
+    Each image is first standardised per channel: the shapes' colours are random, and without this
+    the model stays at chance for hundreds of steps. ``forward(x)`` maps images (B, 3, S, S) in [0, 1]
+    to logits (B, classes);
+    ``forward_attentions(x)`` also returns one (B, heads, T, T) weight tensor per block, T = 1 + patches.
+    """
+
+    def __init__(self, image_size: int = 64, patch_size: int = 8, dim: int = 64, depth: int = 4,
+                 heads: int = 4, mlp_ratio: int = 2, n_classes: int = 3):
+        super().__init__()
+        self.image_size, self.patch_size = image_size, patch_size
+        n_patches = (image_size // patch_size) ** 2
+        self.patch_embed = nn.Conv2d(3, dim, kernel_size=patch_size, stride=patch_size)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos_embed = nn.Parameter(0.02 * torch.randn(1, 1 + n_patches, dim))
+        self.blocks = nn.ModuleList(ViTBlock(dim, heads, mlp_ratio) for _ in range(depth))
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, n_classes)
+
+    def forward_attentions(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        x = (x - x.mean(dim=(2, 3), keepdim=True)) / (x.std(dim=(2, 3), keepdim=True) + 1e-3)
+        patches = self.patch_embed(x).flatten(2).transpose(1, 2)
+        tokens = torch.cat([self.cls_token.expand(len(x), -1, -1), patches], dim=1) + self.pos_embed
+        attentions = []
+        for block in self.blocks:
+            tokens, weights = block(tokens)
+            attentions.append(weights)
+        return self.head(self.norm(tokens[:, 0])), tuple(attentions)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_attentions(x)[0]
+
+
+class _HubViT(nn.Module):
+    """A Hugging Face ViTForImageClassification with the TinyViT interface (logits; attentions)."""
+
+    def __init__(self, hf_model: nn.Module):
+        super().__init__()
+        self.hf = hf_model
+
+    def forward_attentions(self, x: torch.Tensor):
+        out = self.hf(pixel_values=x, output_attentions=True)
+        return out.logits, out.attentions
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.hf(pixel_values=x).logits
+
+
+@dataclass
+class VisionTransformer:
+    """A ViT bundle. ``model(x)`` gives logits; ``model.forward_attentions(x)`` gives (logits, per-layer
+    (B, heads, T, T) weights); ``grid`` patches per side; ``preprocess(img)`` -> (1, 3, S, S)."""
+
+    model: nn.Module
+    labels: list[str]
+    name: str
+    image_size: int
+    patch_size: int
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+
+    @property
+    def grid(self) -> int:
+        return self.image_size // self.patch_size
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def preprocess(self, img) -> torch.Tensor:
+        """A photo (path, PIL, array) or an image tensor (3, S, S) / (B, 3, S, S) in [0, 1] -> normalised batch."""
+        if isinstance(img, torch.Tensor):
+            x = img if img.dim() == 4 else img.unsqueeze(0)
+        else:
+            pil = data.to_pil(data.load_image(img)).resize((self.image_size, self.image_size))
+            x = torch.from_numpy(np.asarray(pil, dtype=np.float32) / 255.0).permute(2, 0, 1).unsqueeze(0)
+        if x.shape[-3:] != (3, self.image_size, self.image_size):
+            raise ValueError(f"{self.name} takes images of shape (3, {self.image_size}, {self.image_size}), got {tuple(x.shape)}")
+        mean = torch.tensor(self.mean).view(3, 1, 1)
+        std = torch.tensor(self.std).view(3, 1, 1)
+        return ((x.float().cpu() - mean) / std).to(self.device)
+
+    @torch.no_grad()
+    def predict(self, img_or_x, k: int = 3) -> list[tuple[str, float]]:
+        """Top-k (label, probability) pairs for one image."""
+        probs = self.model(self.preprocess(img_or_x)).softmax(dim=-1)[0]
+        top = probs.topk(min(k, len(self.labels)))
+        return [(self.labels[i], float(p)) for p, i in zip(top.values, top.indices)]
+
+
+def vit(name: str = OFFLINE_VIT, device: str | torch.device = "cpu") -> VisionTransformer:
+    """A Vision Transformer bundle: "tiny_vit" (offline, trained on ``data.shapes``) or
+    "google/vit-base-patch16-224" (online, the source chapter's model). Taught in chapter 04."""
+    return _vit(name, str(torch.device(device)))
+
+
+def tiny_vit(device: str | torch.device = "cpu") -> VisionTransformer:
+    """The course's tiny ViT (64x64 shapes, 8x8 patches, 4 blocks x 4 heads) from data/tiny_vit.pt."""
+    return vit(OFFLINE_VIT, device)
+
+
+@functools.lru_cache(maxsize=None)
+def _vit(name: str, device: str) -> VisionTransformer:
+    if name == OFFLINE_VIT:
+        bundle = _tiny_vit()
+    elif name in ONLINE_VITS:
+        bundle = _hub_vit(name)
+    else:
+        raise ValueError(f"unknown vision transformer {name!r}: choose {OFFLINE_VIT!r} (offline) or one of {ONLINE_VITS}")
+    bundle.model.to(device)
+    return bundle
+
+
+def _tiny_vit() -> VisionTransformer:
+    if not TINY_VIT_WEIGHTS.exists():
+        raise FileNotFoundError(f"{TINY_VIT_WEIGHTS} is missing: train it with xaicourse.train.train_tiny_vit() (about a minute on a CPU)")
+    saved = torch.load(TINY_VIT_WEIGHTS, map_location="cpu", weights_only=True)
+    model = TinyViT(**saved["config"])
+    model.load_state_dict(saved["state_dict"])
+    return VisionTransformer(model=model.eval(), labels=list(saved["classes"]), name=OFFLINE_VIT,
+                             image_size=model.image_size, patch_size=model.patch_size)
+
+
+def _hub_vit(name: str) -> VisionTransformer:
+    from transformers import ViTForImageClassification
+
+    hf = ViTForImageClassification.from_pretrained(hub_source(name, f'vit("{OFFLINE_VIT}")'), attn_implementation="eager")
+    labels = [hf.config.id2label[i] for i in range(hf.config.num_labels)]
+    return VisionTransformer(model=_HubViT(hf).eval(), labels=labels, name=name, image_size=hf.config.image_size,
+                             patch_size=hf.config.patch_size, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+
+
+# --------------------------------------------------------------------------------------------
 # The shapes CNN (chapter 02): a small classifier that learns a shortcut, and one that does not
 # --------------------------------------------------------------------------------------------
 SHAPES_CNN_VARIANTS = {"shortcut": 1.0, "clean": 0.0}  # variant -> data.shapes(marker=...) it was trained on

@@ -6,6 +6,152 @@ from __future__ import annotations
 
 
 # --------------------------------------------------------------------------------------------
+# The sentiment classifier (chapter 05): data/sentiment_minilm.safetensors
+# --------------------------------------------------------------------------------------------
+def train_sentiment(epochs: int = 3, seed: int = 0, batch_size: int = 32, lr: float = 1e-4,
+                    path: str | None = None, max_length: int = 128) -> dict:
+    """Fit all-MiniLM-L6-v2's last layer, pooler and a 2-class head on ``data.movie_reviews("train")``.
+
+    The five frozen layers run once over every sentence and their output is cached, so each
+    epoch only runs the sixth layer (about 5 minutes on 2 CPU cores in total). Writes the trained
+    parameters (float16, ~3.8 MB) to ``path`` (default: data/sentiment_minilm.safetensors) and
+    returns {"train_accuracy", "test_accuracy", "seconds"}. Taught in chapter 05.
+    """
+    import time
+
+    import torch
+    from safetensors.torch import save_file
+    from tqdm.auto import tqdm
+
+    from . import data, models
+
+    start = time.time()
+    torch.manual_seed(seed)
+    model = models.minilm_classifier()
+    tokenizer = models.bert().tokenizer
+    train, test = data.movie_reviews("train"), data.movie_reviews("test")
+    train_h = _frozen_features(model, tokenizer, train.texts, max_length, "caching frozen layers (train)")
+    test_h = _frozen_features(model, tokenizer, test.texts, max_length, "caching frozen layers (test)")
+    trained = [p for name, p in model.named_parameters() if name.startswith(models.SENTIMENT_TRAINED)]
+    optimizer = torch.optim.AdamW(trained, lr=lr, weight_decay=0.01)
+    generator = torch.Generator().manual_seed(seed)
+    model.train()
+    for epoch in range(epochs):
+        order = torch.randperm(len(train_h), generator=generator).tolist()
+        bar = tqdm(range(0, len(order), batch_size), desc=f"epoch {epoch + 1}/{epochs}")
+        for i in bar:
+            batch = order[i:i + batch_size]
+            logits = _top_logits(model, [train_h[j] for j in batch])
+            loss = torch.nn.functional.cross_entropy(logits, train.labels[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    model.eval()
+    result = {"train_accuracy": _accuracy(model, train_h, train.labels),
+              "test_accuracy": _accuracy(model, test_h, test.labels)}
+    state = {k: v.detach().half().contiguous() for k, v in model.state_dict().items()
+             if k.startswith(models.SENTIMENT_TRAINED)}
+    save_file(state, path or models.SENTIMENT_WEIGHTS,
+              metadata={"base": models.OFFLINE_BERT, "seed": str(seed), "epochs": str(epochs),
+                        **{k: f"{v:.4f}" for k, v in result.items()}})
+    result["seconds"] = time.time() - start
+    return result
+
+
+def _frozen_features(model, tokenizer, texts, max_length, desc, chunk: int = 64) -> list:
+    """Output of layer 5 (the input of the trainable sixth layer) per sentence: (T_i, 384) float16."""
+    import torch
+    from tqdm.auto import tqdm
+
+    features = []
+    for i in tqdm(range(0, len(texts), chunk), desc=desc):
+        enc = tokenizer(texts[i:i + chunk], return_tensors="pt", padding=True, truncation=True, max_length=max_length)
+        with torch.no_grad():
+            hidden = model.bert(**enc, output_hidden_states=True).hidden_states[-2]
+        for h, n in zip(hidden, enc["attention_mask"].sum(1).tolist()):
+            features.append(h[:n].half())
+    return features
+
+
+def _top_logits(model, features: list):
+    """Run the trainable top (last layer, pooler, head) on cached features of a batch of sentences."""
+    import torch
+    from transformers.masking_utils import create_bidirectional_mask
+
+    hidden = torch.nn.utils.rnn.pad_sequence([h.float() for h in features], batch_first=True)
+    mask = torch.nn.utils.rnn.pad_sequence([torch.ones(len(h), dtype=torch.long) for h in features], batch_first=True)
+    mask = create_bidirectional_mask(config=model.config, inputs_embeds=hidden, attention_mask=mask)
+    hidden = model.bert.encoder.layer[-1](hidden, attention_mask=mask)
+    pooled = model.bert.pooler(hidden)
+    return model.classifier(model.dropout(pooled))
+
+
+def _accuracy(model, features: list, labels, chunk: int = 128) -> float:
+    import torch
+
+    with torch.no_grad():
+        predictions = torch.cat([_top_logits(model, features[i:i + chunk]).argmax(1)
+                                 for i in range(0, len(features), chunk)])
+    return (predictions == labels).float().mean().item()
+
+
+# --------------------------------------------------------------------------------------------
+# The tiny Vision Transformer (chapter 04): data/tiny_vit.pt
+# --------------------------------------------------------------------------------------------
+TINY_VIT_DATA = {"train": dict(n=3000, seed=0), "test": dict(n=600, seed=1)}
+
+
+def train_tiny_vit(epochs: int = 24, seed: int = 0, batch_size: int = 32, lr: float = 1e-3,
+                   path: str | None = None) -> dict:
+    """Train ``models.TinyViT`` on ``data.shapes`` (3000 train / 600 test images, 64x64) from scratch.
+
+    AdamW with a one-cycle schedule and horizontal flips; about two minutes on 2 CPU cores. Writes the
+    config, weights (float32, ~0.6 MB), class names and accuracies to ``path`` (default:
+    data/tiny_vit.pt) and returns {"train_accuracy", "test_accuracy", "seconds"}. Taught in chapter 04.
+    """
+    import time
+
+    import torch
+    from tqdm.auto import tqdm
+
+    from . import data, models
+
+    start = time.time()
+    torch.manual_seed(seed)
+    train, test = data.shapes(**TINY_VIT_DATA["train"]), data.shapes(**TINY_VIT_DATA["test"])
+    config = dict(image_size=64, patch_size=8, dim=64, depth=4, heads=4, mlp_ratio=2, n_classes=len(train.classes))
+    model = models.TinyViT(**config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
+    steps = epochs * -(-len(train) // batch_size)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
+    generator = torch.Generator().manual_seed(seed)
+    model.train()
+    bar = tqdm(total=steps, desc="training the tiny ViT")
+    for _ in range(epochs):
+        for batch in torch.randperm(len(train), generator=generator).split(batch_size):
+            x, y = train.images[batch], train.labels[batch]
+            flip = torch.rand(len(x), generator=generator) < 0.5
+            x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            bar.update()
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    bar.close()
+    model.eval()
+    with torch.no_grad():
+        result = {f"{name}_accuracy": (model(ds.images).argmax(1) == ds.labels).float().mean().item()
+                  for name, ds in (("train", train), ("test", test))}
+    torch.save({"config": config, "state_dict": model.state_dict(), "classes": list(train.classes),
+                "seed": seed, "epochs": epochs, **result}, path or models.TINY_VIT_WEIGHTS)
+    result["seconds"] = time.time() - start
+    return result
+
+
+# --------------------------------------------------------------------------------------------
 # The shapes CNNs (chapter 02): data/shapes_cnn_shortcut.pt and data/shapes_cnn_clean.pt
 # --------------------------------------------------------------------------------------------
 SHAPES_CNN_SPLITS = {"train": dict(n=2000, seed=11), "test": dict(n=600, seed=12)}
