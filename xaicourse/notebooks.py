@@ -116,14 +116,16 @@ def build(solutions: Path = SOLUTIONS, notebooks: Path = NOTEBOOKS, check: bool 
 CHECK_CALL = re.compile(r"(?<!def )\b(check_\w+)\s*\(")
 
 
-def grade(path: Path, timeout: int = 600) -> list[dict]:
+def grade(path: Path, timeout: int = 600, executed: Path | None = None) -> list[dict]:
     """Execute a notebook and return one row per check it calls, in notebook order.
 
     Each row has ``exercise`` (the last markdown heading before the call), ``check``, ``status``
     ("passed", "failed", "not attempted" or "did not run") and ``message`` (the hint, or the error
     that stopped the cell before its check ran). Checks report through ``xaicourse.checks.record``.
+    ``executed``: where to save the executed notebook, outputs and tracebacks included.
     """
     from nbclient import NotebookClient
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
     from .checks import RESULTS_ENV
 
@@ -133,9 +135,12 @@ def grade(path: Path, timeout: int = 600) -> list[dict]:
         results.touch()
         previous = os.environ.get(RESULTS_ENV)
         os.environ[RESULTS_ENV] = str(results)
+        stopped = "the cell calling it did not run"
         try:
             NotebookClient(nb, timeout=timeout, allow_errors=True,
                            resources={"metadata": {"path": str(Path(path).resolve().parent)}}).execute()
+        except (CellTimeoutError, DeadKernelError) as err:
+            stopped = f"the notebook stopped early: {str(err).splitlines()[0]}"
         finally:
             if previous is None:
                 del os.environ[RESULTS_ENV]
@@ -148,16 +153,19 @@ def grade(path: Path, timeout: int = 600) -> list[dict]:
     rows, exercise = [], Path(path).stem
     for cell in nb.cells:
         if cell.cell_type == "markdown":
-            headings = [line.lstrip("#").strip() for line in cell.source.splitlines() if line.startswith("#")]
+            headings = [line.lstrip("#").strip() for line in cell.source.splitlines()
+                        if line.startswith("#") and line.strip() not in MARKERS]
             exercise = headings[-1] if headings else exercise
             continue
         errors = [f"{out.ename}: {out.evalue}" for out in cell.get("outputs", []) if out.output_type == "error"]
         for check in dict.fromkeys(CHECK_CALL.findall(cell.source)):
             ran = outcomes.get(check)
             outcome = ran.pop(0) if ran else {
-                "status": "did not run", "message": errors[0] if errors else "the cell calling it did not run"}
+                "status": "did not run", "message": errors[0] if errors else stopped}
             rows.append({"exercise": exercise, "check": check, "status": outcome["status"], "message": outcome["message"]})
     rows += [{"exercise": "(called indirectly)", **o} for ran in outcomes.values() for o in ran]
+    if executed is not None:
+        nbformat.write(nb, executed)
     return rows
 
 
@@ -179,11 +187,12 @@ def main(argv=None) -> int:
     g = sub.add_parser("grade", help="execute a notebook and print the outcome of each check; exit 0 if all pass")
     g.add_argument("notebook", type=Path)
     g.add_argument("--timeout", type=int, default=600, help="seconds allowed per cell (default 600)")
+    g.add_argument("--executed", type=Path, help="also save the executed notebook (outputs, tracebacks) here")
     args = parser.parse_args(argv)
     if args.command == "grade":
         if not args.notebook.exists():
             parser.error(f"no notebook at {args.notebook}")
-        rows = grade(args.notebook, timeout=args.timeout)
+        rows = grade(args.notebook, timeout=args.timeout, executed=args.executed)
         if not rows:
             print(f"{args.notebook} calls no check_* function: nothing to grade", file=sys.stderr)
             return 1
