@@ -14,7 +14,7 @@ _torchvision_compat.install_import_hook()
 
 __version__ = "0.1.0"
 __all__ = [
-    "attention", "cam", "checks", "data", "environment", "hooks", "ig", "interpret", "metrics",
+    "attention", "cam", "checks", "data", "diagnose", "environment", "hooks", "ig", "interpret", "metrics",
     "models", "notebooks", "saliency", "targets", "train", "viz", "widgets",
 ]
 
