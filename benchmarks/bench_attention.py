@@ -108,4 +108,5 @@ def run() -> str:
         "Slider moves (attentions cached; each move redraws the view into the widget's PNG):",
         table(rows, rows[0][0]), "\n".join(verdicts),
         "Attention rollout:", table(rollouts, rollouts[0][0]),
+        "\n".join(f"- {label}: {m.median_s * 1000:.2f} ms" for label, m in rollouts),
     ])

@@ -538,7 +538,7 @@ def _vit(name: str, device: str) -> VisionTransformer:
 
 def _tiny_vit() -> VisionTransformer:
     if not TINY_VIT_WEIGHTS.exists():
-        raise FileNotFoundError(f"{TINY_VIT_WEIGHTS} is missing: train it with xaicourse.train.train_tiny_vit() (about a minute on a CPU)")
+        raise FileNotFoundError(f"{TINY_VIT_WEIGHTS} is missing: train it with xaicourse.train.train_tiny_vit() (a few minutes on a CPU)")
     saved = torch.load(TINY_VIT_WEIGHTS, map_location="cpu", weights_only=True)
     model = TinyViT(**saved["config"])
     model.load_state_dict(saved["state_dict"])
