@@ -273,3 +273,19 @@ def test_vit_explorer_sliders_change_the_view(vit, shapes_test):
     assert after != before
     explorer.mode.value = "rollout"
     assert explorer.image.value != after and sliders["head"].disabled
+
+
+def test_reading_attentions_leaves_the_models_as_found(bert, vit):
+    vit.model.train()
+    try:
+        attention.vit_attentions(vit, torch.zeros(1, 3, 64, 64))
+        assert vit.model.training and all(p.grad is None for p in vit.model.parameters())
+    finally:
+        vit.model.eval()
+    attention.get_attentions(bert, TEXT)
+    # transformers 5 installs its own output-capturing hooks (2 per layer) once, on the first call
+    # with output_attentions=True; they must not grow with further calls
+    installed = xc.checks.hooks_left(bert.model)
+    attention.get_attentions(bert, TEXT)
+    assert not bert.model.training and xc.checks.hooks_left(bert.model) == installed <= 12
+    assert xc.checks.hooks_left(vit.model) == 0
