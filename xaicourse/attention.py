@@ -260,8 +260,7 @@ def bertviz_offline(attentions: torch.Tensor, tokens: list[str], kind: str = "he
         require_js = environment.asset("require.js").read_text()
         libraries = {key: environment.asset(name).read_bytes() for key, name in BERTVIZ_ASSETS.items()}
     except environment.MissingAsset as missing:
-        print(f"bertviz needs JavaScript files that `make setup` fetches ({missing.args[0].split(' is missing')[0]} "
-              "is missing); showing the course's own attention explorer instead.")
+        print(f"bertviz offline: {missing}. Showing the course's own attention explorer instead.")
         from . import widgets
 
         return widgets.attention_explorer(attentions, tokens)
