@@ -257,3 +257,9 @@ def test_gradcam_explorer_redraws_and_caches(cnn):
     assert explorer.image.value != first and len(explorer.cache) == 2
     explorer.layer.value = "bn2"
     assert "from the cache" in explorer.status.value and hooks_left(cnn.model) == 0
+
+
+def test_layer_grids_from_one_forward_pass(resnet):
+    grids = cam.layer_grids(resnet, cam.depth_layers(resnet), torch.zeros(1, 3, 64, 64))
+    assert grids == {"layer1": (16, 16), "layer2": (8, 8), "layer3": (4, 4), "layer4": (2, 2)}
+    assert hooks_left(resnet) == 0

@@ -221,6 +221,17 @@ def depth_layers(model: nn.Module) -> dict[str, nn.Module]:
     return layers
 
 
+@torch.no_grad()
+def layer_grids(model: nn.Module, layers: dict, x: torch.Tensor) -> dict[str, tuple[int, ...]]:
+    """The output grid (h, w) of each named layer for input ``x``, from one forward pass. Chapter 02."""
+    from contextlib import ExitStack
+
+    with ExitStack() as stack:
+        records = {name: stack.enter_context(record_layer(model, layer)) for name, layer in layers.items()}
+        model(_check_input(model, x))
+    return {name: tuple(rec.activations.shape[-2:]) for name, rec in records.items()}
+
+
 def overlay(img, cam: torch.Tensor, alpha: float = 0.5):
     """A photo (H, W, 3) with one CAM ((H', W') or (1, H', W')) blended on top, resized to the photo."""
     from . import viz

@@ -377,10 +377,7 @@ class GradCAMExplorer(ipywidgets.VBox):
 
     def __init__(self, image_model, img, target=None, *, layers: dict | None = None, layer: str | None = None,
                  method: str = "Grad-CAM"):
-        import torch
-
         from . import cam
-        from .hooks import record_layer
         from .targets import resolve_targets
 
         self.methods = cam_methods()
@@ -395,11 +392,7 @@ class GradCAMExplorer(ipywidgets.VBox):
         self.picture = image_model.view(img)
         index = None if target is None else image_model.class_index(target)
         self.target = int(resolve_targets(index, image_model.probabilities(self.x))[0])
-        self.grids = {}
-        for name, module in self.layers.items():  # one forward pass per layer, to show its grid size
-            with record_layer(self.model, module) as rec, torch.no_grad():
-                self.model(self.x)
-            self.grids[name] = tuple(rec.activations.shape[-2:])
+        self.grids = cam.layer_grids(self.model, self.layers, self.x)
 
         self.layer = ipywidgets.Dropdown(description="layer", options=list(self.layers), value=layer)
         self.method = ipywidgets.Dropdown(description="method", options=list(self.methods), value=method)
