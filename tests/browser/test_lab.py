@@ -49,6 +49,11 @@ VIEW_OF_FIRST_SLIDER_CELL = """() => {
 }"""
 
 
+# Number of drawn SVG elements inside each bertviz view (its container's id starts with "bertviz").
+BERTVIZ_SVG_ELEMENTS = """() => Array.from(document.querySelectorAll('.jp-OutputArea-output [id^="bertviz"]'))
+  .map(view => view.querySelectorAll('svg *').length)"""
+
+
 def open_notebook(page, lab, path):
     base, token = lab
     page.goto(f"{base}/lab/tree/{path}?token={token}&reset", wait_until="domcontentloaded")
@@ -79,6 +84,9 @@ def test_notebook_runs_in_jupyterlab(page, lab, screenshots, path):
     if n_widget_outputs:
         rendered = page.locator(".jp-OutputArea-output .jupyter-widgets, .jp-OutputArea-output .widget-box").count()
         assert rendered > 0, f"{n_widget_outputs} widget outputs but none rendered"
+
+    if "attention" in path:  # the bertviz head and model views draw offline
+        page.wait_for_function(f"() => ({BERTVIZ_SVG_ELEMENTS})().filter(n => n > 0).length >= 2", timeout=60_000)
 
     before = page.evaluate(VIEW_OF_FIRST_SLIDER_CELL)
     if before is not None:
