@@ -8,14 +8,17 @@ from __future__ import annotations
 # --------------------------------------------------------------------------------------------
 # The sentiment classifier (chapter 05): data/sentiment_minilm.safetensors
 # --------------------------------------------------------------------------------------------
-def train_sentiment(epochs: int = 3, seed: int = 0, batch_size: int = 32, lr: float = 1e-4,
+def train_sentiment(epochs: int = 2, seed: int = 0, batch_size: int = 32, lr: float = 2e-4,
                     path: str | None = None, max_length: int = 128) -> dict:
     """Fit all-MiniLM-L6-v2's last layer, pooler and a 2-class head on ``data.movie_reviews("train")``.
 
-    The five frozen layers run once over every sentence and their output is cached, so each
-    epoch only runs the sixth layer (about 5 minutes on 2 CPU cores in total). Writes the trained
-    parameters (float16, ~3.8 MB) to ``path`` (default: data/sentiment_minilm.safetensors) and
-    returns {"train_accuracy", "test_accuracy", "seconds"}. Taught in chapter 05.
+    The five frozen layers run once over every sentence (sorted by length, so little padding) and
+    their output is cached. The classifier reads only the [CLS] position of the last layer, so
+    training computes that layer for [CLS] alone (keys and values still come from every token):
+    the same function as the full model at a fraction of the cost (a few minutes on 2 CPU cores in
+    total). Writes the trained parameters (float16, ~3.8 MB) to ``path`` (default:
+    data/sentiment_minilm.safetensors) and returns {"train_accuracy", "test_accuracy", "seconds"}.
+    Taught in chapter 05.
     """
     import time
 
@@ -59,32 +62,45 @@ def train_sentiment(epochs: int = 3, seed: int = 0, batch_size: int = 32, lr: fl
     return result
 
 
-def _frozen_features(model, tokenizer, texts, max_length, desc, chunk: int = 64) -> list:
+def _frozen_features(model, tokenizer, texts, max_length, desc, chunk: int = 128) -> list:
     """Output of layer 5 (the input of the trainable sixth layer) per sentence: (T_i, 384) float16."""
     import torch
     from tqdm.auto import tqdm
 
-    features = []
-    for i in tqdm(range(0, len(texts), chunk), desc=desc):
-        enc = tokenizer(texts[i:i + chunk], return_tensors="pt", padding=True, truncation=True, max_length=max_length)
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    features = [None] * len(texts)
+    for start in tqdm(range(0, len(order), chunk), desc=desc):
+        batch = order[start:start + chunk]
+        enc = tokenizer([texts[i] for i in batch], return_tensors="pt", padding=True, truncation=True,
+                        max_length=max_length)
         with torch.no_grad():
             hidden = model.bert(**enc, output_hidden_states=True).hidden_states[-2]
-        for h, n in zip(hidden, enc["attention_mask"].sum(1).tolist()):
-            features.append(h[:n].half())
+        for i, h, n in zip(batch, hidden, enc["attention_mask"].sum(1).tolist()):
+            features[i] = h[:n].half()
     return features
 
 
 def _top_logits(model, features: list):
-    """Run the trainable top (last layer, pooler, head) on cached features of a batch of sentences."""
+    """The classifier's logits from cached layer-5 features: the last layer at [CLS] only, the pooler, the head."""
     import torch
-    from transformers.masking_utils import create_bidirectional_mask
 
-    hidden = torch.nn.utils.rnn.pad_sequence([h.float() for h in features], batch_first=True)
-    mask = torch.nn.utils.rnn.pad_sequence([torch.ones(len(h), dtype=torch.long) for h in features], batch_first=True)
-    mask = create_bidirectional_mask(config=model.config, inputs_embeds=hidden, attention_mask=mask)
-    hidden = model.bert.encoder.layer[-1](hidden, attention_mask=mask)
-    pooled = model.bert.pooler(hidden)
-    return model.classifier(model.dropout(pooled))
+    hidden = torch.nn.utils.rnn.pad_sequence([h.float() for h in features], batch_first=True)  # (B, T, D)
+    padding = torch.nn.utils.rnn.pad_sequence([torch.zeros(len(h), dtype=torch.bool) for h in features],
+                                              batch_first=True, padding_value=True)
+    layer = model.bert.encoder.layer[-1]
+    attention = layer.attention.self
+    heads, size = attention.num_attention_heads, attention.attention_head_size
+
+    def split(t):  # (B, T, D) -> (B, heads, T, size)
+        return t.view(len(t), -1, heads, size).transpose(1, 2)
+
+    cls = hidden[:, :1]
+    scores = split(attention.query(cls)) @ split(attention.key(hidden)).transpose(-1, -2) * size**-0.5
+    weights = attention.dropout(scores.masked_fill(padding[:, None, None, :], float("-inf")).softmax(-1))
+    context = (weights @ split(attention.value(hidden))).transpose(1, 2).reshape(len(hidden), 1, -1)
+    out = layer.attention.output(context, cls)               # dense, dropout, residual, LayerNorm
+    out = layer.output(layer.intermediate(out), out)          # feed-forward, residual, LayerNorm
+    return model.classifier(model.dropout(model.bert.pooler(out)))
 
 
 def _accuracy(model, features: list, labels, chunk: int = 128) -> float:
