@@ -33,7 +33,7 @@ _INPUT_BUDGET = 2**22  # input elements per forward chunk when batch_size=None (
 # Shared helpers
 # --------------------------------------------------------------------------------------------
 def pixel_map(attribution: torch.Tensor, absolute: bool = True) -> torch.Tensor:
-    """One score per pixel, (B, H, W): channels summed (of ``|a|`` when ``absolute``).
+    """One score per pixel, (B, H, W): channels summed (of ``|a|`` when ``absolute``). Chapter 07.
 
     A (B, H, W) map is returned as is (or its absolute value).
     """
@@ -95,7 +95,8 @@ def _substrate(x: torch.Tensor, baseline, blur_sigma: float | None) -> torch.Ten
         try:
             return baseline.to(x).expand_as(x)
         except RuntimeError:
-            raise ValueError(f"a baseline tensor must broadcast to x {tuple(x.shape)}, got {tuple(baseline.shape)}") from None
+            raise ValueError(f"a baseline tensor must broadcast to x {tuple(x.shape)}, "
+                             f"got {tuple(baseline.shape)}") from None
     raise TypeError(f'baseline must be "blur", a number or a tensor, got {type(baseline).__name__}')
 
 
@@ -120,7 +121,7 @@ class PerturbationCurve:
 def deletion_auc(model: nn.Module, x: torch.Tensor, attribution: torch.Tensor, target=None, *,
                  n_steps: int = 20, baseline="blur", blur_sigma: float | None = None,
                  batch_size: int | None = None) -> PerturbationCurve:
-    """Delete pixels from the most to the least important; lower AUC = more faithful map.
+    """Delete pixels from the most to the least important; lower AUC = more faithful map. Chapter 07.
 
     ``x`` (B, C, H, W); ``attribution`` (B, H, W), higher = more important (ties in index order).
     At step k of ``n_steps`` the first floor(k N / n_steps) of the N pixels (all channels) are
@@ -135,7 +136,7 @@ def deletion_auc(model: nn.Module, x: torch.Tensor, attribution: torch.Tensor, t
 def insertion_auc(model: nn.Module, x: torch.Tensor, attribution: torch.Tensor, target=None, *,
                   n_steps: int = 20, baseline="blur", blur_sigma: float | None = None,
                   batch_size: int | None = None) -> PerturbationCurve:
-    """Reveal pixels of x on the ``baseline`` from the most important; higher AUC = more faithful.
+    """Reveal pixels of x on the ``baseline`` from the most important; higher AUC = more faithful. Chapter 07.
 
     The mirror of :func:`deletion_auc` (same arguments): step 0 is the baseline, the last step is x.
     """
@@ -186,7 +187,7 @@ def _check_masks(attribution, masks) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def pointing_game(attribution: torch.Tensor, masks: torch.Tensor, tolerance: float = 0.0) -> torch.Tensor:
-    """Does the map's maximum fall on the object? Bool (B,); ``.float().mean()`` is the hit rate.
+    """Does the map's maximum fall on the object? Bool (B,); ``.float().mean()`` is the hit rate. Chapter 07.
 
     ``attribution`` and ``masks`` are (B, H, W). A hit is a maximum within ``tolerance`` pixels
     (Euclidean) of a mask pixel; Zhang et al. use 15 pixels at 224. Ties go to the first maximum in
@@ -203,7 +204,7 @@ def pointing_game(attribution: torch.Tensor, masks: torch.Tensor, tolerance: flo
 
 
 def mask_energy(attribution: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    """Share of the positive attribution that falls inside the mask, (B,) in [0, 1].
+    """Share of the positive attribution that falls inside the mask, (B,) in [0, 1]. Chapter 07.
 
     The energy-based pointing game (Score-CAM, Wang et al. 2020). A map with no positive value
     scores 0. A uniform map scores the mask's area share, the chance level.
@@ -238,7 +239,7 @@ class SanityCheck:
 def randomization_sanity_check(model: nn.Module, method, x: torch.Tensor, target=None, *,
                                cascade: bool = True, layers=None, absolute: bool = True,
                                seed: int = 0, progress: bool = False) -> SanityCheck:
-    """Adebayo et al.'s model-randomisation test: does the map change when the weights do?
+    """Adebayo et al.'s model-randomisation test: does the map change when the weights do? Chapter 07.
 
     ``method(model, x, targets)`` returns an attribution (B, C, H, W) or (B, H, W); it is called on a
     deep copy of ``model`` (the caller's model is never changed), so a method that needs a layer
