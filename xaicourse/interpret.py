@@ -237,9 +237,10 @@ class ImageClassifierInterpreter:
     def interpret(self, img, methods=IMAGE_METHODS, target=None) -> ImageExplanation:
         """Explain ``target`` (None: the top class; an index or an ImageNet name) for a photo
         (path, PIL image or array). ``methods``: any of "gradcam", "ig", "smoothgrad"."""
-        unknown = [m for m in methods if m not in IMAGE_METHODS] if not isinstance(methods, str) else [methods]
+        methods = (methods,) if isinstance(methods, str) else tuple(methods)
+        unknown = [m for m in methods if m not in IMAGE_METHODS]
         if unknown:
-            raise ValueError(f"unknown method(s) {unknown}: choose from {IMAGE_METHODS} (methods is a list of names)")
+            raise ValueError(f"unknown method(s) {unknown}: choose from {IMAGE_METHODS}")
         im = self.image_model
         x = im.preprocess(img)
         probs = im.probabilities(x)
@@ -361,7 +362,7 @@ def diagnose(stats: dict, labels: list[str]) -> list[str]:
         findings.append(f"different places: the Grad-CAMs barely overlap (IoU {overlap:.2f}); '{pred}' comes from "
                         "another part of the image: check whether that region is the object or its context.")
     else:
-        findings.append(f"partly the same place: the Grad-CAMs overlap with IoU {overlap:.2f}.")
+        findings.append(f"partial overlap: the Grad-CAMs share part of their top regions (IoU {overlap:.2f}).")
     return findings
 
 
