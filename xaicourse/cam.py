@@ -109,10 +109,10 @@ def _cam(model, layer, x, target, reshape, channel_weights: Callable, needs_grad
         targets = resolve_targets(target, logits)
         if rec.activations is None:
             raise ValueError(f"layer {name!r} did not run in the model's forward pass: pick a layer the input goes through")
-        acts = rec.activations
-        grads = torch.autograd.grad(select(logits, targets).sum(), acts)[0] if needs_gradients else None
-    acts = _spatial(acts.detach(), reshape, name)
-    grads = None if grads is None else _spatial(grads, reshape, name)
+        acts = _spatial(rec.activations.detach(), reshape, name)  # fails before the backward pass
+        grads = None
+        if needs_gradients:
+            grads = _spatial(torch.autograd.grad(select(logits, targets).sum(), rec.activations)[0], reshape, name)
     weights = channel_weights(acts, grads, x, targets)  # (B, K)
     cam = (weights[:, :, None, None] * acts).sum(dim=1).clamp(min=0)
     return upsample(cam, x.shape[-2:])
