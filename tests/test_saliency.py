@@ -114,18 +114,18 @@ def test_smoothgrad_zero_noise_is_the_gradient(cnn, cat_x):
 def test_smoothgrad_is_the_mean_gradient_of_the_documented_noise(cnn, cat_x):
     x = torch.cat([cat_x, cat_x.flip(-1)])
     targets = [cnn.class_index("tiger cat"), cnn.class_index("tabby")]
-    noise = documented_noise(x, 3, 0.2, seed=7)
+    noise = documented_noise(x, 2, 0.2, seed=7)
     expected = torch.stack([
         torch.stack([vanilla_gradient(cnn.model, (x[b] + e)[None], targets[b])[0] for e in noise[b]]).mean(0)
         for b in range(2)])
-    torch.testing.assert_close(smoothgrad(cnn.model, x, targets, n_samples=3, noise_level=0.2, seed=7, batch_size=4),
+    torch.testing.assert_close(smoothgrad(cnn.model, x, targets, n_samples=2, noise_level=0.2, seed=7, batch_size=3),
                                expected, rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("variant, nt_type", [("mean", "smoothgrad"), ("squared", "smoothgrad_sq"), ("vargrad", "vargrad")])
 def test_smoothgrad_matches_captum_noise_tunnel_on_the_same_noise(cnn, cat_x, monkeypatch, variant, nt_type):
     """Captum draws its noise from the global RNG; we hand it ours, so the aggregation is compared exactly."""
-    x, target, n = cat_x, cnn.class_index("tiger cat"), 4
+    x, target, n = cat_x, cnn.class_index("tiger cat"), 3
     queue = documented_noise(x, n, 0.15, seed=0)
 
     def add_our_noise(inputs, stdev, n_partition):
@@ -134,7 +134,7 @@ def test_smoothgrad_matches_captum_noise_tunnel_on_the_same_noise(cnn, cat_x, mo
 
     monkeypatch.setattr(_NoiseTunnel, "_add_noise_to_input", staticmethod(add_our_noise))
     theirs = NoiseTunnel(Saliency(cnn.model)).attribute(x.clone(), nt_type=nt_type, nt_samples=n,
-                                                        nt_samples_batch_size=3, stdevs=1.0, target=target, abs=False)
+                                                        nt_samples_batch_size=2, stdevs=1.0, target=target, abs=False)
     ours = smoothgrad(cnn.model, x, target, n_samples=n, noise_level=0.15, variant=variant, batch_size=2)
     scale = ours.abs().max()
     assert scale > 0
@@ -152,20 +152,20 @@ def test_smoothgrad_variants_on_the_tiny_model():
 
 
 def test_smoothgrad_seed_and_batch_size(cnn, cat_x):
-    run = lambda **kw: smoothgrad(cnn.model, cat_x, 282, n_samples=4, **kw)  # noqa: E731
+    run = lambda **kw: smoothgrad(cnn.model, cat_x, 282, n_samples=3, **kw)  # noqa: E731
     reference = run(seed=1)
     assert torch.equal(reference, run(seed=1))
     assert not torch.allclose(reference, run(seed=2))
-    for batch_size in (1, 3):
+    for batch_size in (1, 2):
         torch.testing.assert_close(run(seed=1, batch_size=batch_size), reference, rtol=0, atol=1e-6)
 
 
 def test_default_chunks_split_evenly():
     from xaicourse.saliency import _auto_batch_size, _chunks
 
-    assert list(_chunks(50, 11)) == [(0, 10), (10, 20), (20, 30), (30, 40), (40, 50)]
+    assert list(_chunks(50, 11)) == [(0, 10), (10, 20), (20, 30), (30, 40), (40, 50)]  # equal chunks
     assert list(_chunks(7, 100)) == [(0, 7)]
-    assert _auto_batch_size(torch.zeros(1, 3, 224, 224)) == 11  # -> chunks of 10 for 50 samples at 224
+    assert _auto_batch_size(torch.zeros(1, 3, 224, 224)) == 5  # chunks of 5 were fastest and use ~0.8 GB
     assert _auto_batch_size(torch.zeros(1, 3, 2048, 2048)) == 1
 
 

@@ -1,0 +1,107 @@
+"""SmoothGrad, 50 samples, EfficientNet-Lite0 at 224 x 224 on the CPU: ours vs the source's loop vs Captum.
+
+* ours: ``xc.saliency.smoothgrad`` with its defaults (chunks picked from the memory budget);
+* source loop: the source chapter's ``smooth_grad``, 50 single forward/backward passes with
+  ``model.zero_grad()`` and ``.backward()`` (copied below, minus image loading and plotting);
+* Captum: ``NoiseTunnel(Saliency)`` at several ``nt_samples_batch_size`` (a batch of 50 needs ~4.4 GB).
+
+    python -m benchmarks saliency      # writes benchmarks/RESULTS_saliency.md
+"""
+from __future__ import annotations
+
+import torch
+
+from .harness import measure, table
+
+TITLE = "SmoothGrad: 50 samples on EfficientNet-Lite0 at 224 (CPU)"
+N_SAMPLES, NOISE_LEVEL = 50, 0.15
+CAPTUM_BATCH_SIZES = (5, 10, 25)
+
+
+def _setup():
+    import xaicourse as xc
+
+    cnn = xc.models.imagenet_cnn()
+    x = cnn.preprocess(xc.data.image("cat"))
+    return cnn.model, x, cnn.class_index("tiger cat")
+
+
+def source_smooth_grad(model, img_tensor, target_class=None, n_samples=50, noise_level=0.15):
+    """The source chapter's SmoothGrad (section 4.1), as written there (comments translated), from the preprocessed tensor on."""
+    # decide the target class
+    with torch.no_grad():
+        output = model(img_tensor)
+        if target_class is None:
+            target_class = output.argmax(dim=1).item()
+
+    # gradients of the noisy samples
+    gradients = []
+    for _ in range(n_samples):
+        # add noise
+        noise = torch.randn_like(img_tensor) * noise_level
+        noisy_img = img_tensor + noise
+        noisy_img.requires_grad = True
+
+        # compute the gradient
+        output = model(noisy_img)
+        model.zero_grad()
+        output[0, target_class].backward()
+
+        gradients.append(noisy_img.grad.data)
+
+    # average
+    avg_gradient = torch.stack(gradients).mean(dim=0)
+    saliency = avg_gradient.abs().max(dim=1)[0]
+    saliency = saliency.squeeze().cpu().numpy()
+
+    return saliency, target_class
+
+
+# --- factories: each returns the callable to time (see harness.measure) ---
+def ours():
+    from xaicourse.saliency import smoothgrad
+
+    model, x, target = _setup()
+    return lambda: smoothgrad(model, x, target, n_samples=N_SAMPLES, noise_level=NOISE_LEVEL)
+
+
+def source_loop():
+    model, x, target = _setup()
+    sigma = NOISE_LEVEL * float(x.max() - x.min())  # the same noise as ours (the source's is not range-scaled)
+    return lambda: source_smooth_grad(model, x, target, n_samples=N_SAMPLES, noise_level=sigma)
+
+
+def _captum(batch_size: int):
+    from captum.attr import NoiseTunnel, Saliency
+
+    model, x, target = _setup()
+    tunnel = NoiseTunnel(Saliency(model))
+    sigma = NOISE_LEVEL * float(x.max() - x.min())
+    return lambda: tunnel.attribute(x, nt_type="smoothgrad", nt_samples=N_SAMPLES, nt_samples_batch_size=batch_size,
+                                    stdevs=sigma, target=target, abs=False)
+
+
+def captum_5():
+    return _captum(5)
+
+
+def captum_10():
+    return _captum(10)
+
+
+def captum_25():
+    return _captum(25)
+
+
+def run() -> str:
+    rows = [("source loop (50 single passes)", measure(f"{__name__}:source_loop"))]
+    captum = [(f"Captum NoiseTunnel(Saliency), nt_samples_batch_size={b}", measure(f"{__name__}:captum_{b}"))
+              for b in CAPTUM_BATCH_SIZES]
+    rows += captum
+    rows.append(("ours: xc.saliency.smoothgrad (defaults)", measure(f"{__name__}:ours")))
+    best_label, best = min(captum, key=lambda row: row[1].median_s)
+    ours_m, source_m = rows[-1][1], rows[0][1]
+    verdict = (f"\n\nours / source loop = {ours_m.median_s / source_m.median_s:.2f}x (target <= 0.85x); "
+               f"ours / best Captum ({best_label.split(', ')[-1]}) = {ours_m.median_s / best.median_s:.2f}x "
+               f"(target <= 1.0x); ours peak RSS = {ours_m.peak_rss_mb:.0f} MB (target <= 1536 MB).")
+    return table(rows, reference=rows[0][0]) + verdict
