@@ -27,7 +27,9 @@ from .targets import resolve_targets, select
 SMOOTHGRAD_VARIANTS = ("mean", "squared", "vargrad")
 MAP_REDUCTIONS = ("max_abs", "abs_sum", "sum")
 
-# batch_size=None: run as many noisy samples at once as fit in this much activation memory.
+# batch_size=None: run as many noisy samples at once as fit in this much activation memory. 512 MiB
+# gives chunks of 5 at 224 x 224: on a 2-core CPU they took less CPU time than chunks of 10 (and than
+# Captum's NoiseTunnel at either size), at ~0.85 GB peak RSS for EfficientNet-Lite0.
 MEMORY_BUDGET_BYTES = 1 << 29
 # Bytes of activations kept for the backward pass per byte of input, measured on EfficientNet-Lite0
 # at 224 x 224 (a batch of 50 needs about 4.4 GB); most CNNs are within a factor of two.
@@ -73,8 +75,8 @@ def smoothgrad(
 
     ``target=None`` explains each sample's top class on the clean input. The noise is drawn from
     ``torch.Generator().manual_seed(seed)`` on the CPU, one ``randn`` of shape (C, H, W) per noisy
-    copy, all copies of sample 0 first: the result depends on ``seed`` only, not on ``batch_size``
-    or the device. ``batch_size`` is how many noisy copies go through the model at once; None
+    copy, all copies of sample 0 first: the result depends on ``seed``, not on ``batch_size`` or
+    the device (up to float rounding). ``batch_size`` is how many noisy copies go through the model at once; None
     picks it from a memory budget (:data:`MEMORY_BUDGET_BYTES`).
     """
     x = _check_input(model, x)
