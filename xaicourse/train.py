@@ -18,7 +18,8 @@ def train_sentiment(epochs: int = 2, seed: int = 0, batch_size: int = 32, lr: fl
     the same function as the full model at a fraction of the cost (a few minutes on 2 CPU cores in
     total). Writes the trained parameters (float16, ~3.8 MB) to ``path`` (default:
     data/sentiment_minilm.safetensors) and returns {"train_accuracy", "test_accuracy", "seconds"}.
-    Taught in chapter 05.
+    On a CPU shared with other jobs, run it with OMP_NUM_THREADS=1: spin-waiting OpenMP threads
+    made it 25x slower on a busy 2-core machine. Taught in chapter 05.
     """
     import time
 
