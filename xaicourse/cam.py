@@ -84,17 +84,16 @@ def _grad_cam_pp_weights(acts, grads, _x, _targets):
 
 @torch.no_grad()
 def _score_cam_weights(model, acts, x, targets, batch_size):
-    masks = F.interpolate(acts, size=x.shape[-2:], mode="bilinear", align_corners=True)
-    masks = _minmax(masks.flatten(2)).view_as(masks)
     if batch_size is None:
         per_input = x[0].numel() * x.element_size() * _ACTIVATION_FACTOR
         batch_size = max(1, _MEMORY_BUDGET // per_input)
     scores = torch.empty(acts.shape[:2], device=x.device)
     for b in range(len(x)):
-        for start in range(0, acts.shape[1], batch_size):
-            masked = x[b] * masks[b, start:start + batch_size, None]
-            chunk = masked.shape[0]
-            scores[b, start:start + chunk] = model(masked)[:, targets[b]]
+        for start in range(0, acts.shape[1], batch_size):  # masks are made chunk by chunk, too
+            masks = F.interpolate(acts[b:b + 1, start:start + batch_size], size=x.shape[-2:], mode="bilinear",
+                                  align_corners=True)[0]
+            masks = _minmax(masks.flatten(1)).view_as(masks)
+            scores[b, start:start + len(masks)] = model(x[b] * masks[:, None])[:, targets[b]]
     return scores.softmax(dim=1)
 
 
