@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .inputs import model_input
 from .hooks import find_layer, record_layer
 from .targets import resolve_targets, select
 
@@ -101,7 +102,7 @@ def _score_cam_weights(model, acts, x, targets, batch_size):
 # The shared core
 # --------------------------------------------------------------------------------------------
 def _cam(model, layer, x, target, reshape, channel_weights: Callable, needs_gradients: bool) -> torch.Tensor:
-    x = _check_input(model, x)
+    x = model_input(model, x)
     name, module = find_layer(model, find_target_layer(model) if layer is None else layer)
     reshape = _reshape_function(reshape)
     with record_layer(model, module, keep_graph=needs_gradients) as rec, torch.set_grad_enabled(needs_gradients):
@@ -132,18 +133,6 @@ def _minmax(flat: torch.Tensor) -> torch.Tensor:
     low = flat.min(dim=-1, keepdim=True).values
     span = flat.max(dim=-1, keepdim=True).values - low
     return torch.where(span > 0, (flat - low) / torch.where(span > 0, span, torch.ones_like(span)), torch.zeros_like(flat))
-
-
-def _check_input(model: nn.Module, x) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x must be a tensor of shape (batch, channels, height, width), got {type(x).__name__}")
-    if x.ndim != 4:
-        raise ValueError(f"x must have shape (batch, channels, height, width), got {tuple(x.shape)}; "
-                         "add a batch dimension with x.unsqueeze(0)")
-    if not x.is_floating_point():
-        raise TypeError(f"x must be a floating-point tensor, got dtype {x.dtype}")
-    param = next(model.parameters(), None)
-    return x if param is None else x.to(param.device)
 
 
 def _spatial(t: torch.Tensor, reshape, name: str) -> torch.Tensor:
@@ -228,7 +217,7 @@ def layer_grids(model: nn.Module, layers: dict, x: torch.Tensor) -> dict[str, tu
 
     with ExitStack() as stack:
         records = {name: stack.enter_context(record_layer(model, layer)) for name, layer in layers.items()}
-        model(_check_input(model, x))
+        model(model_input(model, x))
     return {name: tuple(rec.activations.shape[-2:]) for name, rec in records.items()}
 
 

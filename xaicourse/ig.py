@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .inputs import model_input, run_model
 from .targets import resolve_targets, select
 
 RULES = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre")
@@ -96,13 +97,13 @@ def integrated_gradients(model: nn.Module, x: torch.Tensor, target=None, *, base
     probability mixes in every other class. The model is left as found (mode, ``requires_grad``,
     ``.grad``); no hooks are used. Taught in chapter 03.
     """
-    x = _check_input(model, x)
+    x = model_input(model, x, image=False)
     baseline = _as_baseline(baseline, x)
     alphas, weights = quadrature(method, n_steps)
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
         raise ValueError(f"batch_size must be a positive int or None (sized from memory), got {batch_size!r}")
     with torch.no_grad():
-        targets = resolve_targets(target, model(x))
+        targets = resolve_targets(target, run_model(model, x))
     total = torch.zeros_like(x, dtype=torch.float64)
     for chunk, grads in _chunked_path_gradients(model, x, baseline, targets, alphas, batch_size):
         total += torch.tensordot(weights[chunk].to(x.device), grads.double(), dims=1)
@@ -154,11 +155,11 @@ def path_derivative(model: nn.Module, x: torch.Tensor, target=None, *, baseline=
     IG attributions is ``sum_k w_k * path_derivative[k]``, so one evaluation on a fine grid shows
     how each rule converges without recomputing full attributions. Chapter 03.
     """
-    x = _check_input(model, x)
+    x = model_input(model, x, image=False)
     baseline = _as_baseline(baseline, x)
     alphas = torch.as_tensor(alphas, dtype=torch.float64).reshape(-1)
     with torch.no_grad():
-        targets = resolve_targets(target, model(x))
+        targets = resolve_targets(target, run_model(model, x))
     return torch.cat([(grads * (x - baseline)).flatten(2).sum(2).double()
                       for _, grads in _chunked_path_gradients(model, x, baseline, targets, alphas, batch_size)])
 
@@ -170,12 +171,12 @@ def completeness_delta(model: nn.Module, x: torch.Tensor, attributions: torch.Te
     With ``relative=True`` the delta is divided by ``|F(x) - F(baseline)|`` and made absolute (a
     sample whose output does not change keeps its absolute delta). Two forward passes. Chapter 03.
     """
-    x = _check_input(model, x)
+    x = model_input(model, x, image=False)
     baseline = _as_baseline(baseline, x)
     if attributions.shape != x.shape:
         raise ValueError(f"attributions {tuple(attributions.shape)} must have the input's shape {tuple(x.shape)}")
     with torch.no_grad():
-        logits = model(x)
+        logits = run_model(model, x)
         targets = resolve_targets(target, logits)
         change = (select(logits, targets) - select(model(baseline), targets)).double()
     delta = attributions.detach().double().reshape(len(x), -1).sum(1) - change
@@ -300,17 +301,6 @@ def make_baseline(name: str, x: torch.Tensor, normalization=None, *, seed: int =
 # --------------------------------------------------------------------------------------------
 # Boundary checks
 # --------------------------------------------------------------------------------------------
-def _check_input(model, x):
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-        raise TypeError(f"x must be a floating-point tensor with a batch dimension, got {type(x).__name__}"
-                        + (f" of dtype {x.dtype}" if isinstance(x, torch.Tensor) else ""))
-    if x.ndim < 2:
-        raise ValueError(f"x must have a batch dimension (B, ...), got shape {tuple(x.shape)}")
-    return x.detach()
-
-
 def _as_baseline(baseline, x):
     if baseline is None:
         return torch.zeros_like(x)

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import copy
 import math
-import warnings
 
 import torch
 from torch import nn
 
+from .inputs import model_input
 from .targets import resolve_targets, select
 
 SMOOTHGRAD_VARIANTS = ("mean", "squared", "vargrad")
@@ -42,7 +42,7 @@ def vanilla_gradient(model: nn.Module, x: torch.Tensor, target=None) -> torch.Te
     The gradient of the logit, not of the softmax probability: the probability's gradient also
     depends on every other class (it grows when the other classes' logits shrink).
     """
-    return _input_gradient(model, _check_input(model, x), target)
+    return _input_gradient(model, model_input(model, x), target)
 
 
 def gradient_x_input(model: nn.Module, x: torch.Tensor, target=None) -> torch.Tensor:
@@ -50,7 +50,7 @@ def gradient_x_input(model: nn.Module, x: torch.Tensor, target=None) -> torch.Te
 
     For a linear model y = w . x + b it is each input value's contribution w_i x_i to the logit.
     """
-    x = _check_input(model, x)
+    x = model_input(model, x)
     return x * _input_gradient(model, x, target)
 
 
@@ -79,7 +79,7 @@ def smoothgrad(
     the device (up to float rounding). ``batch_size`` is how many noisy copies go through the model at once; None
     picks it from a memory budget (:data:`MEMORY_BUDGET_BYTES`).
     """
-    x = _check_input(model, x)
+    x = model_input(model, x)
     _check_count("n_samples", n_samples)
     if batch_size is not None:
         _check_count("batch_size", batch_size)
@@ -174,24 +174,6 @@ class _ReLU6AsReLU(nn.ReLU):
 # --------------------------------------------------------------------------------------------
 # Internals
 # --------------------------------------------------------------------------------------------
-def _check_input(model: nn.Module, x) -> torch.Tensor:
-    """``x`` as a floating (B, C, H, W) tensor on the model's device; warns on a model in training mode."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x must be a torch.Tensor of shape (B, C, H, W), got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"x must be a floating-point tensor (a preprocessed image, e.g. cnn.preprocess(img)), got dtype {x.dtype}")
-    if x.ndim != 4:
-        hint = " (one image? add the batch dimension: x.unsqueeze(0))" if x.ndim == 3 else ""
-        raise ValueError(f"x must have shape (B, C, H, W), got {tuple(x.shape)}{hint}")
-    if model.training:
-        warnings.warn("the model is in training mode: dropout makes gradients random and batch norm mixes the "
-                      "samples of a batch and updates its statistics; call model.eval() first", stacklevel=3)
-    parameter = next(model.parameters(), None)
-    return x.detach().to(parameter.device) if parameter is not None else x.detach()
-
-
 def _check_count(name: str, value) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be an int >= 1, got {value!r}")
