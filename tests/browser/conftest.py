@@ -28,6 +28,8 @@ SCREENSHOTS = Path(__file__).parent / "screenshots"
 
 
 def pytest_collection_modifyitems(items):
+    """Browser tests run last (they re-run every notebook), skipped with a reason without Chromium."""
+    items.sort(key=lambda item: "tests/browser" in str(item.fspath))  # stable: keeps the rest in order
     for item in items:
         if "tests/browser" in str(item.fspath):
             item.add_marker(pytest.mark.browser)
