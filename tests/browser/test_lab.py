@@ -70,6 +70,13 @@ def run_all(page):
 @pytest.mark.parametrize("path", NOTEBOOKS)
 def test_notebook_runs_in_jupyterlab(page, lab, screenshots, path):
     open_notebook(page, lab, path)
+    try:
+        run_and_inspect(page, screenshots, path)
+    finally:  # free the kernel's CPU and memory for the next notebook
+        page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.shutdown()")
+
+
+def run_and_inspect(page, screenshots, path):
     run_all(page)
     page.screenshot(path=str(screenshots / (path.replace("/", "__") + ".png")), full_page=True)
 
