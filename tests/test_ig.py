@@ -96,6 +96,16 @@ def test_matches_captum(method, images):
     assert ours.abs().max() > 1e-3
 
 
+def test_return_delta_matches_captum(images):
+    model = small_cnn()
+    attr, delta = ig.integrated_gradients(model, images, [1, 3], baseline=0.5, n_steps=5, return_delta=True)
+    theirs, their_delta = IntegratedGradients(model).attribute(images, baselines=0.5, target=[1, 3], n_steps=5,
+                                                               return_convergence_delta=True)
+    assert torch.equal(attr, ig.integrated_gradients(model, images, [1, 3], baseline=0.5, n_steps=5))
+    assert delta.shape == (2,) and delta.abs().max() > 1e-6  # 5 steps leave a visible error
+    assert torch.allclose(delta, their_delta, atol=1e-6, rtol=0)
+
+
 def test_captum_trapezoid_falls_short_by_n_minus_1_over_n():
     model = nn.Linear(6, 3).double()
     x = torch.randn(1, 6, dtype=torch.float64)

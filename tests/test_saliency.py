@@ -268,4 +268,5 @@ def test_smoothgrad_explorer_renders_and_caches(cnn):
     assert len(explorer.cache) == 2 and explorer.image.value == first and "from the cache" in explorer.status.value
     assert explorer.target == cnn.class_index("tiger cat")
     expected = clip_map(to_map(vanilla_gradient(cnn.model, small.preprocess(img), explorer.target)))[0].numpy()
-    assert (explorer.cache[("vanilla gradient",)] == expected).all()
+    heat, title, _ = explorer.cache[("vanilla gradient",)]
+    assert (heat == expected).all() and title == "vanilla gradient"

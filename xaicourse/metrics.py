@@ -24,6 +24,7 @@ from torch import nn
 from .hooks import find_layer
 from .ig import blur_baseline
 from .ig import completeness_delta as completeness  # IG's axiom, taught in chapter 03, used as a metric here
+from .saliency import to_map
 from .targets import resolve_targets, select
 
 _INPUT_BUDGET = 2**22  # input elements per forward chunk when batch_size=None (~16 MB of floats)
@@ -41,8 +42,9 @@ def pixel_map(attribution: torch.Tensor, absolute: bool = True) -> torch.Tensor:
         raise TypeError(f"attribution must be a torch.Tensor, got {type(attribution).__name__}")
     if attribution.ndim not in (3, 4):
         raise ValueError(f"attribution must be (B, H, W) or (B, C, H, W), got shape {tuple(attribution.shape)}")
-    a = attribution.detach().abs() if absolute else attribution.detach()
-    return a.sum(dim=1) if a.ndim == 4 else a
+    if attribution.ndim == 4:
+        return to_map(attribution.detach(), "abs_sum" if absolute else "sum")
+    return attribution.detach().abs() if absolute else attribution.detach()
 
 
 def _device(model: nn.Module, x: torch.Tensor) -> torch.device:

@@ -156,8 +156,71 @@ def vit_attention_explorer(image, attentions, grid: int) -> ViTAttentionExplorer
 
 
 # --------------------------------------------------------------------------------------------
-# Chapter 01: SmoothGrad explorer
+# Chapters 01-03: explorers of one photo's attribution map
 # --------------------------------------------------------------------------------------------
+class PhotoMapExplorer(ipywidgets.VBox):
+    """The frame the photo explorers share: controls, a status line and three panels (the input,
+    the map in [0, 1], the map over the input). A subclass names its setting (``key``), computes it
+    (``compute``: the map and a status text) and may draw more in ``redraw``; each setting is computed
+    once and cached, so going back to it is instant."""
+
+    cmap, map_label = "hot", ""
+
+    def __init__(self, image_model, img, target, controls):
+        from .targets import resolve_targets
+
+        self.image_model, self.model, self.cache = image_model, image_model.model, {}
+        self.x = image_model.preprocess(img)
+        self.picture = image_model.view(img)
+        index = None if target is None else image_model.class_index(target)
+        self.target = int(resolve_targets(index, image_model.probabilities(self.x))[0])
+        self.label = image_model.labels[self.target]
+        self.status = ipywidgets.Label()
+        self.image = ipywidgets.Image(format="png")
+        fig = Figure(figsize=(10.5, 3.6), dpi=72)
+        self.ax_input, self.ax_map, ax_overlay = fig.subplots(1, 3)
+        self.input = self.ax_input.imshow(self.picture)
+        self.ax_input.set_title(f"input (target: {self.label})")
+        self.map = self.ax_map.imshow(np.zeros(self.picture.shape[:2]), cmap=self.cmap, vmin=0, vmax=1)
+        fig.colorbar(self.map, ax=self.ax_map, fraction=0.046, pad=0.04, label=self.map_label)
+        self.ax_map.set_title(" ")
+        self.blend = ax_overlay.imshow(self.picture)
+        ax_overlay.set_title("over the input")
+        for ax in (self.ax_input, self.ax_map, ax_overlay):
+            ax.axis("off")
+        fig.tight_layout()
+        self.figure = BlitFigure(fig, [self.input, self.ax_input.title, self.map, self.blend, self.ax_map.title])
+        for control in controls:
+            control.observe(self.update, names="value")
+        super().__init__([ipywidgets.HBox(controls), self.status, self.image])
+        self.update()
+
+    def key(self) -> tuple:
+        raise NotImplementedError
+
+    def compute(self) -> tuple[np.ndarray, str, str]:
+        """The current setting's map (H, W) in [0, 1], its title and a status text."""
+        raise NotImplementedError
+
+    def redraw(self):
+        """Draw what else the setting changes (nothing by default)."""
+
+    def update(self, *_):
+        from . import viz
+
+        cached = self.key() in self.cache
+        if not cached:
+            self.cache[self.key()] = self.compute()
+        heat, title, status = self.cache[self.key()]
+        self.redraw()
+        self.map.set_data(heat)
+        self.blend.set_data(viz.overlay(self.picture, heat, alpha=0.5))
+        self.ax_map.set_title(title)
+        self.status.value = (f"{status}{len(self.cache)} setting(s) computed; "
+                             f"this one {'from the cache' if cached else 'just computed'}")
+        self.image.value = self.figure.png()
+
+
 def _smoothgrad_variant(variant: str):
     from . import saliency
 
@@ -177,85 +240,43 @@ def saliency_methods() -> dict:
     }
 
 
-class SmoothGradExplorer(ipywidgets.VBox):
-    """A method dropdown and n_samples / noise_level sliders redraw a saliency map of one photo.
-
-    Panels: the photo as the model sees it, the map (max |value| over the channels, clipped at its
-    99th percentile) and the map over the photo. Each setting is computed once and cached, so going
-    back to a setting is instant. Taught in chapter 01.
-    """
+class SmoothGradExplorer(PhotoMapExplorer):
+    """A method dropdown and n_samples / noise_level sliders redraw a saliency map of one photo
+    (max |value| over the channels, clipped at its 99th percentile). Taught in chapter 01."""
 
     SAMPLE_COUNTS = (1, 5, 10, 25, 50, 100)
+    map_label = "|saliency| / 99th percentile"
 
     def __init__(self, image_model, img, target=None, *, n_samples: int = 25, noise_level: float = 0.15,
                  method: str = "SmoothGrad", seed: int = 0):
-        from .targets import resolve_targets
-
-        self.methods = saliency_methods()
+        self.methods, self.seed = saliency_methods(), seed
         if method not in self.methods:
             raise ValueError(f"unknown method {method!r}: choose one of {list(self.methods)}")
-        self.model, self.seed, self.cache = image_model.model, seed, {}
-        self.x = image_model.preprocess(img)
-        self.picture = image_model.view(img)
-        index = None if target is None else image_model.class_index(target)
-        self.target = int(resolve_targets(index, image_model.probabilities(self.x))[0])
-        self.label = image_model.labels[self.target]
-
         self.method = ipywidgets.Dropdown(description="method", options=list(self.methods), value=method)
         self.n_samples = ipywidgets.SelectionSlider(description="n_samples", continuous_update=False,
                                                     options=sorted({*self.SAMPLE_COUNTS, n_samples}), value=n_samples)
         self.noise_level = ipywidgets.FloatSlider(description="noise_level", min=0.0, max=0.5, step=0.05,
                                                   value=noise_level, continuous_update=False, readout_format=".2f")
-        self.status = ipywidgets.Label()
-        self.image = ipywidgets.Image(format="png")
-        fig = Figure(figsize=(10.5, 3.6), dpi=72)
-        ax_photo, self.ax_map, ax_overlay = fig.subplots(1, 3)
-        ax_photo.imshow(self.picture)
-        ax_photo.set_title(f"input (target: {self.label})")
-        self.map = self.ax_map.imshow(np.zeros(self.picture.shape[:2]), cmap="hot", vmin=0, vmax=1)
-        fig.colorbar(self.map, ax=self.ax_map, fraction=0.046, pad=0.04, label="|saliency| / 99th percentile")
-        self.ax_map.set_title(" ")
-        self.blend = ax_overlay.imshow(self.picture)
-        ax_overlay.set_title("over the input")
-        for ax in (ax_photo, self.ax_map, ax_overlay):
-            ax.axis("off")
-        fig.tight_layout()
-        self.figure = BlitFigure(fig, [self.map, self.blend, self.ax_map.title])
-        for control in (self.method, self.n_samples, self.noise_level):
-            control.observe(self.update, names="value")
-        super().__init__([ipywidgets.HBox([self.method, self.n_samples, self.noise_level]), self.status, self.image])
-        self.update()
+        super().__init__(image_model, img, target, [self.method, self.n_samples, self.noise_level])
+
+    def uses_noise(self) -> bool:
+        return self.methods[self.method.value][1]
 
     def key(self) -> tuple:
-        """The cache key of the current setting (noise settings only matter for the noisy methods)."""
-        uses_noise = self.methods[self.method.value][1]
-        return (self.method.value, *((self.n_samples.value, self.noise_level.value) if uses_noise else ()))
+        """Noise settings only matter for the noisy methods."""
+        return (self.method.value, *((self.n_samples.value, self.noise_level.value) if self.uses_noise() else ()))
 
-    def compute(self) -> np.ndarray:
-        """The current setting's map (H, W) in [0, 1], from the cache when it was computed before."""
+    def compute(self):
         from . import saliency
 
-        key = self.key()
-        if key not in self.cache:
-            fn, uses_noise = self.methods[self.method.value]
-            kwargs = {"n_samples": self.n_samples.value, "noise_level": self.noise_level.value, "seed": self.seed} if uses_noise else {}
-            attribution = fn(self.model, self.x, self.target, **kwargs)
-            self.cache[key] = saliency.clip_map(saliency.to_map(attribution, "max_abs"))[0].cpu().numpy()
-        return self.cache[key]
-
-    def update(self, *_):
-        from . import viz
-
-        uses_noise = self.methods[self.method.value][1]
-        self.n_samples.disabled = self.noise_level.disabled = not uses_noise
-        cached = self.key() in self.cache
-        heat = self.compute()
-        self.map.set_data(heat)
-        self.blend.set_data(viz.overlay(self.picture, heat, alpha=0.5))
+        fn, uses_noise = self.methods[self.method.value]
+        kwargs = {"n_samples": self.n_samples.value, "noise_level": self.noise_level.value, "seed": self.seed} if uses_noise else {}
+        heat = saliency.clip_map(saliency.to_map(fn(self.model, self.x, self.target, **kwargs), "max_abs"))[0].cpu().numpy()
         setting = f", n={self.n_samples.value}, noise={self.noise_level.value:.2f}" if uses_noise else ""
-        self.ax_map.set_title(f"{self.method.value}{setting}")
-        self.status.value = f"{len(self.cache)} setting(s) computed; this one {'from the cache' if cached else 'just computed'}"
-        self.image.value = self.figure.png()
+        return heat, f"{self.method.value}{setting}", ""
+
+    def redraw(self):
+        self.n_samples.disabled = self.noise_level.disabled = not self.uses_noise()
 
 
 def smoothgrad_explorer(image_model, img, target=None, *, n_samples: int = 25, noise_level: float = 0.15,
@@ -266,89 +287,48 @@ def smoothgrad_explorer(image_model, img, target=None, *, n_samples: int = 25, n
                               method=method, seed=seed)
 
 
-# --------------------------------------------------------------------------------------------
-# Chapter 03: Integrated Gradients explorer
-# --------------------------------------------------------------------------------------------
-class IGExplorer(ipywidgets.VBox):
-    """An n_steps slider, a rule dropdown and a baseline dropdown redraw the IG map of one photo.
-
-    Panels: the baseline, the map (sum of |IG| over the channels, clipped at its 99th percentile)
-    and the map over the photo; a line gives the relative completeness error
-    |sum(IG) - (F(x) - F(x'))| / |F(x) - F(x')| of the setting. Each setting is computed once and
-    cached. Taught in chapter 03.
-    """
+class IGExplorer(PhotoMapExplorer):
+    """An n_steps slider, a rule dropdown and a baseline dropdown redraw the IG map of one photo
+    (sum of |IG| over the channels, clipped at its 99th percentile). The left panel shows the
+    baseline; the status line gives the relative completeness error
+    |sum(IG) - (F(x) - F(x'))| / |F(x) - F(x')| of the setting. Taught in chapter 03."""
 
     STEPS = (4, 8, 16, 32, 64, 128, 256)
+    map_label = "sum |IG| / 99th percentile"
 
     def __init__(self, image_model, img, target=None, *, n_steps: int = 16, method: str = "gausslegendre",
                  baseline: str = "black"):
         from . import ig
-        from .targets import resolve_targets
 
         if method not in ig.RULES:
             raise ValueError(f"unknown method {method!r}: choose one of {ig.RULES}")
         if baseline not in ig.BASELINES:
             raise ValueError(f"unknown baseline {baseline!r}: choose one of {ig.BASELINES}")
-        self.image_model, self.cache = image_model, {}
-        self.x = image_model.preprocess(img)
-        self.picture = image_model.view(img)
-        index = None if target is None else image_model.class_index(target)
-        self.target = int(resolve_targets(index, image_model.probabilities(self.x))[0])
-        self.baselines = {name: ig.make_baseline(name, self.x, image_model) for name in ig.BASELINES}
-
         self.n_steps = ipywidgets.SelectionSlider(description="n_steps", continuous_update=False,
                                                   options=sorted({*self.STEPS, n_steps}), value=n_steps)
         self.method = ipywidgets.Dropdown(description="rule", options=list(ig.RULES), value=method)
         self.baseline = ipywidgets.Dropdown(description="baseline", options=list(ig.BASELINES), value=baseline)
-        self.status = ipywidgets.Label()
-        self.image = ipywidgets.Image(format="png")
-        fig = Figure(figsize=(10.5, 3.6), dpi=72)
-        self.ax_base, self.ax_map, ax_overlay = fig.subplots(1, 3)
-        self.base = self.ax_base.imshow(self.picture)
-        self.ax_base.set_title(" ")
-        self.map = self.ax_map.imshow(np.zeros(self.picture.shape[:2]), cmap="hot", vmin=0, vmax=1)
-        fig.colorbar(self.map, ax=self.ax_map, fraction=0.046, pad=0.04, label="sum |IG| / 99th percentile")
-        self.ax_map.set_title(" ")
-        self.blend = ax_overlay.imshow(self.picture)
-        ax_overlay.set_title(f"over the input ({image_model.labels[self.target]})")
-        for ax in (self.ax_base, self.ax_map, ax_overlay):
-            ax.axis("off")
-        fig.tight_layout()
-        self.figure = BlitFigure(fig, [self.base, self.map, self.blend, self.ax_base.title, self.ax_map.title])
-        for control in (self.n_steps, self.method, self.baseline):
-            control.observe(self.update, names="value")
-        super().__init__([ipywidgets.HBox([self.n_steps, self.method, self.baseline]), self.status, self.image])
-        self.update()
+        x = image_model.preprocess(img)
+        self.baselines = {name: ig.make_baseline(name, x, image_model) for name in ig.BASELINES}
+        super().__init__(image_model, img, target, [self.n_steps, self.method, self.baseline])
 
     def key(self) -> tuple:
         return (self.method.value, self.n_steps.value, self.baseline.value)
 
-    def compute(self) -> tuple[np.ndarray, float]:
-        """The current setting's map (H, W) in [0, 1] and its relative completeness error (cached)."""
+    def compute(self):
         from . import ig, saliency
 
-        if self.key() not in self.cache:
-            baseline = self.baselines[self.baseline.value]
-            attr = ig.integrated_gradients(self.image_model.model, self.x, self.target, baseline=baseline,
-                                           n_steps=self.n_steps.value, method=self.method.value)
-            error = ig.completeness_delta(self.image_model.model, self.x, attr, self.target, baseline=baseline, relative=True)
-            heat = saliency.clip_map(saliency.to_map(attr, "abs_sum"))[0].cpu().numpy()
-            self.cache[self.key()] = heat, float(error[0])
-        return self.cache[self.key()]
+        baseline = self.baselines[self.baseline.value]
+        attr = ig.integrated_gradients(self.model, self.x, self.target, baseline=baseline, n_steps=self.n_steps.value,
+                                       method=self.method.value)
+        error = ig.completeness_delta(self.model, self.x, attr, self.target, baseline=baseline, relative=True)
+        heat = saliency.clip_map(saliency.to_map(attr, "abs_sum"))[0].cpu().numpy()
+        title = f"IG, {self.method.value}, {self.n_steps.value} steps"
+        return heat, title, f"relative completeness error {float(error[0]):.1%}  |  "
 
-    def update(self, *_):
-        from . import viz
-
-        cached = self.key() in self.cache
-        heat, error = self.compute()
-        self.base.set_data(self.image_model.to_image(self.baselines[self.baseline.value]))
-        self.ax_base.set_title(f"baseline: {self.baseline.value}")
-        self.map.set_data(heat)
-        self.blend.set_data(viz.overlay(self.picture, heat, alpha=0.5))
-        self.ax_map.set_title(f"IG, {self.method.value}, {self.n_steps.value} steps")
-        self.status.value = (f"relative completeness error {error:.1%}  |  {len(self.cache)} setting(s) computed; "
-                             f"this one {'from the cache' if cached else 'just computed'}")
-        self.image.value = self.figure.png()
+    def redraw(self):
+        self.input.set_data(self.image_model.to_image(self.baselines[self.baseline.value]))
+        self.ax_input.set_title(f"baseline: {self.baseline.value} (target: {self.label})")
 
 
 def ig_explorer(image_model, img, target=None, *, n_steps: int = 16, method: str = "gausslegendre",
@@ -358,9 +338,6 @@ def ig_explorer(image_model, img, target=None, *, n_steps: int = 16, method: str
     return IGExplorer(image_model, img, target, n_steps=n_steps, method=method, baseline=baseline)
 
 
-# --------------------------------------------------------------------------------------------
-# Chapter 02: Grad-CAM layer explorer
-# --------------------------------------------------------------------------------------------
 def cam_methods() -> dict:
     """The explorer's methods: name -> function(model, layer, x, target) -> (B, H, W)."""
     from . import cam
@@ -368,73 +345,35 @@ def cam_methods() -> dict:
     return {"Grad-CAM": cam.grad_cam, "Grad-CAM++": cam.grad_cam_pp}
 
 
-class GradCAMExplorer(ipywidgets.VBox):
-    """Layer and method dropdowns redraw the CAM of one photo: how the map changes with depth.
+class GradCAMExplorer(PhotoMapExplorer):
+    """Layer and method dropdowns redraw the CAM of one photo: how the map changes with depth (the
+    layer's grid size is in the title). Taught in chapter 02."""
 
-    Panels: the photo as the model sees it, the CAM (with the layer's grid size in the title) and
-    the CAM over the photo. Each (layer, method) is computed once and cached. Taught in chapter 02.
-    """
+    cmap, map_label = "jet", "CAM (scaled to [0, 1])"
 
     def __init__(self, image_model, img, target=None, *, layers: dict | None = None, layer: str | None = None,
                  method: str = "Grad-CAM"):
         from . import cam
-        from .targets import resolve_targets
 
         self.methods = cam_methods()
         if method not in self.methods:
             raise ValueError(f"unknown method {method!r}: choose one of {list(self.methods)}")
-        self.model, self.cache = image_model.model, {}
-        self.layers = layers or cam.depth_layers(self.model)
+        self.layers = layers or cam.depth_layers(image_model.model)
         layer = layer or list(self.layers)[-1]
         if layer not in self.layers:
             raise ValueError(f"unknown layer {layer!r}: choose one of {list(self.layers)}")
-        self.x = image_model.preprocess(img)
-        self.picture = image_model.view(img)
-        index = None if target is None else image_model.class_index(target)
-        self.target = int(resolve_targets(index, image_model.probabilities(self.x))[0])
-        self.grids = cam.layer_grids(self.model, self.layers, self.x)
-
+        self.grids = cam.layer_grids(image_model.model, self.layers, image_model.preprocess(img))
         self.layer = ipywidgets.Dropdown(description="layer", options=list(self.layers), value=layer)
         self.method = ipywidgets.Dropdown(description="method", options=list(self.methods), value=method)
-        self.status = ipywidgets.Label()
-        self.image = ipywidgets.Image(format="png")
-        fig = Figure(figsize=(10.5, 3.6), dpi=72)
-        ax_photo, self.ax_map, ax_overlay = fig.subplots(1, 3)
-        ax_photo.imshow(self.picture)
-        ax_photo.set_title(f"input (target: {image_model.labels[self.target]})")
-        self.map = self.ax_map.imshow(np.zeros(self.picture.shape[:2]), cmap="jet", vmin=0, vmax=1)
-        fig.colorbar(self.map, ax=self.ax_map, fraction=0.046, pad=0.04, label="CAM (scaled to [0, 1])")
-        self.ax_map.set_title(" ")
-        self.blend = ax_overlay.imshow(self.picture)
-        ax_overlay.set_title("over the input")
-        for ax in (ax_photo, self.ax_map, ax_overlay):
-            ax.axis("off")
-        fig.tight_layout()
-        self.figure = BlitFigure(fig, [self.map, self.blend, self.ax_map.title])
-        for control in (self.layer, self.method):
-            control.observe(self.update, names="value")
-        super().__init__([ipywidgets.HBox([self.layer, self.method]), self.status, self.image])
-        self.update()
+        super().__init__(image_model, img, target, [self.layer, self.method])
 
-    def compute(self) -> np.ndarray:
-        """The current (layer, method) CAM (H, W) in [0, 1], cached."""
-        key = (self.layer.value, self.method.value)
-        if key not in self.cache:
-            fn = self.methods[self.method.value]
-            self.cache[key] = fn(self.model, self.layers[self.layer.value], self.x, self.target)[0].cpu().numpy()
-        return self.cache[key]
+    def key(self) -> tuple:
+        return (self.layer.value, self.method.value)
 
-    def update(self, *_):
-        from . import viz
-
-        cached = (self.layer.value, self.method.value) in self.cache
-        heat = self.compute()
-        self.map.set_data(heat)
-        self.blend.set_data(viz.overlay(self.picture, heat, alpha=0.5))
+    def compute(self):
+        heat = self.methods[self.method.value](self.model, self.layers[self.layer.value], self.x, self.target)[0].cpu().numpy()
         h, w = self.grids[self.layer.value]
-        self.ax_map.set_title(f"{self.method.value} at {self.layer.value} ({h} x {w} grid)")
-        self.status.value = f"{len(self.cache)} map(s) computed; this one {'from the cache' if cached else 'just computed'}"
-        self.image.value = self.figure.png()
+        return heat, f"{self.method.value} at {self.layer.value} ({h} x {w} grid)", ""
 
 
 def gradcam_explorer(image_model, img, target=None, *, layers: dict | None = None, layer: str | None = None,
