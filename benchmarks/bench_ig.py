@@ -8,7 +8,7 @@ from ``xaicourse.ig.MEMORY_BUDGET_BYTES``. Targets: ours <= 1.05x Captum's best 
 """
 from functools import partial
 
-from .harness import measure, table
+from .harness import compare, measure, table
 
 TITLE = "Integrated Gradients (50 steps, 224 px, EfficientNet-Lite0)"
 CAPTUM_BATCH_SIZES = (5, 10, 25)
@@ -55,9 +55,8 @@ def captum_25():
 
 
 def run() -> str:
-    rows = [("ours, defaults", measure("benchmarks.bench_ig:ours")),
-            ("Captum, default batching", measure("benchmarks.bench_ig:captum"))]
-    rows += [(f"Captum, internal_batch_size={b}", measure(f"benchmarks.bench_ig:captum_{b}")) for b in CAPTUM_BATCH_SIZES]
+    rows = compare([("ours, defaults", "benchmarks.bench_ig:ours"), ("Captum, default batching", "benchmarks.bench_ig:captum")]
+                   + [(f"Captum, internal_batch_size={b}", f"benchmarks.bench_ig:captum_{b}") for b in CAPTUM_BATCH_SIZES])
     best_label, best = min(rows[2:], key=lambda row: row[1].median_s)
     ours_300 = measure("benchmarks.bench_ig:ours_300", repeat=1)
     rows.append(("ours, defaults, 300 steps", ours_300))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from .harness import measure, table
+from .harness import compare, table
 
 TITLE = "SmoothGrad: 50 samples on EfficientNet-Lite0 at 224 (CPU)"
 N_SAMPLES, NOISE_LEVEL = 50, 0.15
@@ -94,11 +94,11 @@ def captum_25():
 
 
 def run() -> str:
-    rows = [("source loop (50 single passes)", measure(f"{__name__}:source_loop"))]
-    captum = [(f"Captum NoiseTunnel(Saliency), nt_samples_batch_size={b}", measure(f"{__name__}:captum_{b}"))
-              for b in CAPTUM_BATCH_SIZES]
-    rows += captum
-    rows.append(("ours: xc.saliency.smoothgrad (defaults)", measure(f"{__name__}:ours")))
+    rows = compare([("source loop (50 single passes)", f"{__name__}:source_loop")]
+                   + [(f"Captum NoiseTunnel(Saliency), nt_samples_batch_size={b}", f"{__name__}:captum_{b}")
+                      for b in CAPTUM_BATCH_SIZES]
+                   + [("ours: xc.saliency.smoothgrad (defaults)", f"{__name__}:ours")])
+    captum = rows[1:-1]
     best_label, best = min(captum, key=lambda row: row[1].median_s)
     ours_m, source_m = rows[-1][1], rows[0][1]
     verdict = (f"\n\nours / source loop = {ours_m.median_s / source_m.median_s:.2f}x (target <= 0.85x); "

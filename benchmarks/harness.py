@@ -2,7 +2,8 @@
 
 A case is a zero-argument *factory* ``module:function`` that does its setup (load the model, build
 the input) and returns the callable to time. Running each case in its own interpreter makes peak RSS
-per case meaningful (ru_maxrss never goes down within a process).
+per case meaningful (ru_maxrss never goes down within a process). :func:`compare` runs several cases
+in alternating rounds, so that a slow spell of a shared machine falls on all of them alike.
 
     python -m benchmarks.harness benchmarks.bench_saliency:ours_smoothgrad --repeat 3
 """
@@ -51,11 +52,10 @@ def _run_here(case: str, repeat: int, warmup: int) -> dict:
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return {"case": case, "median_s": statistics.median(times), "peak_rss_mb": _rss_mb(), "setup_rss_mb": setup_rss}
+    return {"times": times, "peak_rss_mb": _rss_mb(), "setup_rss_mb": setup_rss}
 
 
-def measure(case: str, repeat: int = 3, warmup: int = 1, threads: int | None = None) -> Measurement:
-    """Run ``case`` in a subprocess and return its measurement."""
+def _run_subprocess(case: str, repeat: int, warmup: int, threads: int | None) -> dict:
     env = dict(os.environ)
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
@@ -63,7 +63,27 @@ def measure(case: str, repeat: int = 3, warmup: int = 1, threads: int | None = N
         [sys.executable, "-m", "benchmarks.harness", case, "--repeat", str(repeat), "--warmup", str(warmup)],
         check=True, capture_output=True, text=True, env=env,
     )
-    return Measurement(**json.loads(out.stdout.strip().splitlines()[-1]))
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _summary(case: str, runs: list[dict]) -> Measurement:
+    return Measurement(case, statistics.median(t for run in runs for t in run["times"]),
+                       max(run["peak_rss_mb"] for run in runs), min(run["setup_rss_mb"] for run in runs))
+
+
+def measure(case: str, repeat: int = 3, warmup: int = 1, threads: int | None = None) -> Measurement:
+    """Run ``case`` in a subprocess and return its measurement."""
+    return _summary(case, [_run_subprocess(case, repeat, warmup, threads)])
+
+
+def compare(cases: list[tuple[str, str]], rounds: int = 3, repeat: int = 3, warmup: int = 1) -> list[tuple[str, Measurement]]:
+    """Measure (label, case) pairs in ``rounds`` alternating rounds, one subprocess per case and round:
+    the median over every timed call of a case, and its highest peak RSS."""
+    runs = {case: [] for _, case in cases}
+    for _ in range(rounds):
+        for _, case in cases:
+            runs[case].append(_run_subprocess(case, repeat, warmup, None))
+    return [(label, _summary(case, runs[case])) for label, case in cases]
 
 
 def machine_info() -> str:
