@@ -1,4 +1,9 @@
-"""SmoothGrad, 50 samples, EfficientNet-Lite0 at 224 x 224 on the CPU: ours vs the source's loop vs Captum.
+"""Gradient saliency on EfficientNet-Lite0 at 224 x 224 on the CPU: ours vs the source's code vs Captum.
+
+Vanilla gradient and gradient x input (one image): ours vs Captum's Saliency / InputXGradient vs the
+source's single pass (``.backward()``, which also fills every parameter's ``.grad``).
+
+SmoothGrad, 50 samples:
 
 * ours: ``xc.saliency.smoothgrad`` with its defaults (chunks picked from the memory budget);
 * source loop: the source chapter's ``smooth_grad``, 50 single forward/backward passes with
@@ -13,7 +18,7 @@ import torch
 
 from .harness import compare, table
 
-TITLE = "SmoothGrad: 50 samples on EfficientNet-Lite0 at 224 (CPU)"
+TITLE = "Vanilla gradient, gradient x input and SmoothGrad (50 samples) on EfficientNet-Lite0 at 224 (CPU)"
 N_SAMPLES, NOISE_LEVEL = 50, 0.15
 CAPTUM_BATCH_SIZES = (5, 10, 25)
 
@@ -58,6 +63,41 @@ def source_smooth_grad(model, img_tensor, target_class=None, n_samples=50, noise
 
 
 # --- factories: each returns the callable to time (see harness.measure) ---
+def source_single_pass():
+    model, x, target = _setup()
+    return lambda: source_smooth_grad(model, x, target, n_samples=1, noise_level=0.0)
+
+
+def ours_vanilla():
+    from xaicourse.saliency import vanilla_gradient
+
+    model, x, target = _setup()
+    return lambda: vanilla_gradient(model, x, target)
+
+
+def ours_x_input():
+    from xaicourse.saliency import gradient_x_input
+
+    model, x, target = _setup()
+    return lambda: gradient_x_input(model, x, target)
+
+
+def _captum_plain(name: str):
+    import captum.attr
+
+    model, x, target = _setup()
+    explainer = getattr(captum.attr, name)(model)
+    return lambda: explainer.attribute(x, target=target)
+
+
+def captum_saliency():
+    return _captum_plain("Saliency")
+
+
+def captum_x_input():
+    return _captum_plain("InputXGradient")
+
+
 def ours():
     from xaicourse.saliency import smoothgrad
 
@@ -94,6 +134,11 @@ def captum_25():
 
 
 def run() -> str:
+    here = __name__
+    plain = compare([("source: one pass with .backward()", f"{here}:source_single_pass"),
+                     ("Captum Saliency", f"{here}:captum_saliency"), ("ours: vanilla_gradient", f"{here}:ours_vanilla"),
+                     ("Captum InputXGradient", f"{here}:captum_x_input"), ("ours: gradient_x_input", f"{here}:ours_x_input")],
+                    repeat=7, warmup=2)
     rows = compare([("source loop (50 single passes)", f"{__name__}:source_loop")]
                    + [(f"Captum NoiseTunnel(Saliency), nt_samples_batch_size={b}", f"{__name__}:captum_{b}")
                       for b in CAPTUM_BATCH_SIZES]
@@ -104,4 +149,5 @@ def run() -> str:
     verdict = (f"\n\nours / source loop = {ours_m.median_s / source_m.median_s:.2f}x (target <= 0.85x); "
                f"ours / best Captum ({best_label.split(', ')[-1]}) = {ours_m.median_s / best.median_s:.2f}x "
                f"(target <= 1.0x); ours peak RSS = {ours_m.peak_rss_mb:.0f} MB (target <= 1536 MB).")
-    return table(rows, reference=rows[0][0]) + verdict
+    return ("One image:\n\n" + table(plain, reference=plain[0][0])
+            + "\n\nSmoothGrad, 50 samples:\n\n" + table(rows, reference=rows[0][0]) + verdict)
