@@ -4,11 +4,16 @@ Each case feeds one bad input and asserts (1) the exception type, (2) a message 
 and (3) that it was raised by xaicourse's own code (the innermost frame is in the package), not deep
 inside torch. Then: no hooks left and bounded memory over many repeated calls.
 """
+import functools
 import gc
+import importlib
+import inspect
 import resource
+import tempfile
 import traceback
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -30,13 +35,13 @@ LAYER = NET[3]
 X = torch.randn(2, 3, 8, 8)
 
 IMAGE_METHODS = {
-    "vanilla_gradient": lambda x, **kw: xc.saliency.vanilla_gradient(NET, x, **kw),
-    "gradient_x_input": lambda x, **kw: xc.saliency.gradient_x_input(NET, x, **kw),
-    "smoothgrad": lambda x, **kw: xc.saliency.smoothgrad(NET, x, n_samples=3, **kw),
-    "grad_cam": lambda x, **kw: xc.cam.grad_cam(NET, LAYER, x, **kw),
-    "grad_cam_pp": lambda x, **kw: xc.cam.grad_cam_pp(NET, LAYER, x, **kw),
-    "score_cam": lambda x, **kw: xc.cam.score_cam(NET, LAYER, x, **kw),
-    "integrated_gradients": lambda x, **kw: xc.ig.integrated_gradients(NET, x, n_steps=4, **kw),
+    "saliency.vanilla_gradient": lambda x, **kw: xc.saliency.vanilla_gradient(NET, x, **kw),
+    "saliency.gradient_x_input": lambda x, **kw: xc.saliency.gradient_x_input(NET, x, **kw),
+    "saliency.smoothgrad": lambda x, **kw: xc.saliency.smoothgrad(NET, x, n_samples=3, **kw),
+    "cam.grad_cam": lambda x, **kw: xc.cam.grad_cam(NET, LAYER, x, **kw),
+    "cam.grad_cam_pp": lambda x, **kw: xc.cam.grad_cam_pp(NET, LAYER, x, **kw),
+    "cam.score_cam": lambda x, **kw: xc.cam.score_cam(NET, LAYER, x, **kw),
+    "ig.integrated_gradients": lambda x, **kw: xc.ig.integrated_gradients(NET, x, n_steps=4, **kw),
 }
 
 BAD_INPUTS = {
@@ -67,42 +72,202 @@ def test_image_methods_reject_bad_input_at_the_boundary(method, bad):
     assert hooks_left(NET) == 0
 
 
-def _other_cases():
-    bert = xc.models.bert()
-    mask = torch.zeros(2, 8, 8, dtype=torch.bool)
-    attention = torch.softmax(torch.randn(2, 2, 4, 4), -1)
-    return {
-        "ig: baseline of another shape": (lambda: xc.ig.integrated_gradients(NET, X, baseline=torch.zeros(1, 3, 4, 4)), ValueError, "baseline"),
-        "ig: n_steps < 1": (lambda: xc.ig.integrated_gradients(NET, X, n_steps=0), ValueError, "n_steps"),
-        "ig: unknown rule": (lambda: xc.ig.integrated_gradients(NET, X, method="simpson"), ValueError, "gausslegendre"),
-        "smoothgrad: n_samples < 1": (lambda: xc.saliency.smoothgrad(NET, X, n_samples=0), ValueError, "n_samples"),
-        "smoothgrad: noise_level < 0": (lambda: xc.saliency.smoothgrad(NET, X, noise_level=-0.1), ValueError, "noise_level"),
-        "saliency: unknown channel reduction": (lambda: xc.saliency.to_map(X, reduce="mean"), ValueError, "max_abs"),
-        "cam: layer not in the model": (lambda: xc.cam.grad_cam(NET, nn.Conv2d(4, 4, 1), X), ValueError, "not part of this model"),
-        "cam: layer name not in the model": (lambda: xc.cam.grad_cam(NET, "layer4", X), ValueError, "no layer named"),
-        "cam: Linear layer without reshape": (lambda: xc.cam.grad_cam(NET, NET[6], X), ValueError, "feature map"),
-        "metrics: attribution of another shape": (lambda: xc.metrics.deletion_auc(NET, X, torch.rand(2, 5, 5)), ValueError, "shape"),
-        "metrics: mask of another shape": (lambda: xc.metrics.mask_energy(torch.rand(2, 8, 8), mask[:, :4]), ValueError, "shape"),
-        "attention: empty text": (lambda: xc.attention.get_attentions(bert, ""), ValueError, "empty"),
-        "attention: rollout of a 2-D tensor": (lambda: xc.attention.rollout(torch.rand(4, 4)), ValueError, "layers, heads"),
-        "attention: unknown head fusion": (lambda: xc.attention.rollout(attention, head_fusion="median"), ValueError, "mean"),
-        "data: missing image file": (lambda: xc.data.load_image("no/such/photo.jpg"), FileNotFoundError, "no image file"),
-        "data: unknown photo": (lambda: xc.data.image("eagle"), ValueError, "choose one of"),
-        "models: unknown image model": (lambda: xc.models.imagenet_cnn("vgg16"), ValueError, "efficientnet_lite0"),
-        "models: unknown text model": (lambda: xc.models.bert("gpt2"), ValueError, "all-MiniLM-L6-v2"),
-        "models: wrong class name": (lambda: xc.models.imagenet_cnn().class_index("tabby kat"), ValueError, "tabby"),
-        "targets: bool target": (lambda: xc.saliency.vanilla_gradient(NET, X, target=True), TypeError, "bool"),
-    }
+class Zoo:
+    """Models the cases need, loaded on first use (collecting the tests loads nothing)."""
+
+    @functools.cached_property
+    def bert(self):
+        return xc.models.bert()
+
+    @functools.cached_property
+    def cnn(self):
+        return xc.models.imagenet_cnn()
+
+    @functools.cached_property
+    def vit(self):
+        return xc.models.tiny_vit()
+
+    @functools.cached_property
+    def sentiment(self):
+        return xc.models.sentiment_classifier()
 
 
-@pytest.fixture(scope="module")
-def other_cases():
-    return _other_cases()
+ZOO = Zoo()
+MASKS = torch.zeros(2, 8, 8, dtype=torch.bool)
+ATT = torch.softmax(torch.randn(2, 2, 5, 5), -1)  # (layers, heads, T, T): CLS + a 2 x 2 patch grid
+TOKENS = ["[CLS]", "a", "b", "c", "[SEP]"]
+PHOTO = np.zeros((8, 8, 3), dtype=np.float32)
+SCRATCH = str(Path(tempfile.gettempdir()) / "xaicourse-reliability-weights")  # never data/: a bad case must not overwrite it
 
 
-@pytest.mark.parametrize("case", list(_other_cases()))
-def test_other_entry_points_reject_bad_input(other_cases, case):
-    call, error, match = other_cases[case]
+def _recording_with_foreign_layer():
+    with xc.hooks.record_layer(NET, nn.Conv2d(4, 4, 1)):
+        pass
+
+
+# "module.function: what is wrong" -> (call, exception type, regex the message must match)
+OTHER_CASES = {
+    "attention.stack_attentions: no layers": (lambda: xc.attention.stack_attentions([]), RuntimeError, "no attention weights"),
+    "attention.get_attentions: empty text": (lambda: xc.attention.get_attentions(ZOO.bert, ""), ValueError, "empty"),
+    "attention.vit_attentions: wrong image size": (lambda: xc.attention.vit_attentions(ZOO.vit, torch.rand(1, 3, 32, 32)), ValueError, "64, 64"),
+    "attention.fuse_heads: unknown fusion": (lambda: xc.attention.fuse_heads(ATT, "median"), ValueError, "mean"),
+    "attention.rollout: a 2-D tensor": (lambda: xc.attention.rollout(torch.rand(4, 4)), ValueError, "layers, heads"),
+    "attention.rollout: unknown head fusion": (lambda: xc.attention.rollout(ATT, head_fusion="median"), ValueError, "mean"),
+    "attention.is_special: not a string": (lambda: xc.attention.is_special(3), TypeError, "str"),
+    "attention.most_attended: tokens of another length": (lambda: xc.attention.most_attended(ATT[0, 0], TOKENS[:3]), ValueError, "tokens"),
+    "attention.cls_maps: grid that does not fit": (lambda: xc.attention.cls_maps(ATT, 3), ValueError, "grid"),
+    "attention.upsample: not a stack of maps": (lambda: xc.attention.upsample(torch.rand(4), 8), ValueError, "shape"),
+    "attention.patch_coverage: grid that does not divide": (lambda: xc.attention.patch_coverage(MASKS, 3), ValueError, "grid"),
+    "attention.mask_mass: masks of another count": (lambda: xc.attention.mask_mass(torch.rand(3, 2, 2), MASKS), ValueError, "3 maps"),
+    "attention.heatmap: tokens of another length": (lambda: xc.attention.heatmap(ATT[0, 0], TOKENS[:3]), ValueError, "tokens"),
+    "attention.head_grid: not one layer": (lambda: xc.attention.head_grid(ATT, TOKENS), ValueError, "heads"),
+    "attention.bertviz_offline: unknown view": (lambda: xc.attention.bertviz_offline(ATT, TOKENS, kind="graph"), ValueError, "head"),
+    "attention.offline_html: HTML without the libraries": (lambda: xc.attention.offline_html("<p>", "", {"d3": b""}), RuntimeError, "d3"),
+    "attention.layer_map: layer out of range": (lambda: xc.attention.layer_map(ATT, 2, 5), ValueError, "out of range"),
+    "attention.object_attention_share: masks of another count": (
+        lambda: xc.attention.object_attention_share(ZOO.vit, torch.rand(2, 3, 64, 64), torch.zeros(3, 64, 64, dtype=torch.bool)), ValueError, "masks"),
+    "cam.upsample: not a stack of maps": (lambda: xc.cam.upsample(torch.rand(7), 224), ValueError, "shape"),
+    "cam.vit_reshape: tokens that are not a square grid": (lambda: xc.cam.vit_reshape(torch.rand(1, 11, 8)), ValueError, "square"),
+    "cam.find_target_layer: no spatial layer": (lambda: xc.cam.find_target_layer(nn.Sequential(nn.Linear(3, 2))), ValueError, "Linear"),
+    "cam.depth_layers: no spatial layer": (lambda: xc.cam.depth_layers(nn.Sequential(nn.Linear(3, 2))), ValueError, "Conv2d/BatchNorm2d"),
+    "cam.grad_cam: layer not in the model": (lambda: xc.cam.grad_cam(NET, nn.Conv2d(4, 4, 1), X), ValueError, "not part of this model"),
+    "cam.grad_cam: layer name not in the model": (lambda: xc.cam.grad_cam(NET, "layer4", X), ValueError, "no layer named"),
+    "cam.grad_cam: Linear layer without reshape": (lambda: xc.cam.grad_cam(NET, NET[6], X), ValueError, "feature map"),
+    "cam.layer_grids: layer not in the model": (lambda: xc.cam.layer_grids(NET, {"x": nn.Conv2d(4, 4, 1)}, X), ValueError, "not part of this model"),
+    "cam.overlay: not a map": (lambda: xc.cam.overlay(PHOTO, torch.rand(7)), ValueError, "shape"),
+    "data.image: unknown photo": (lambda: xc.data.image("eagle"), ValueError, "choose one of"),
+    "data.load_image: missing file": (lambda: xc.data.load_image("no/such/photo.jpg"), FileNotFoundError, "no image file"),
+    "data.to_pil: not an image array": (lambda: xc.data.to_pil(np.zeros(3)), ValueError, "H, W"),
+    "data.shapes: no images": (lambda: xc.data.shapes(n=0), ValueError, "n must be"),
+    "data.movie_reviews: unknown split": (lambda: xc.data.movie_reviews("dev"), ValueError, "'train', 'test' or 'all'"),
+    "diagnose.diagnose: one map, not a batch": (lambda: xc.diagnose.diagnose(torch.rand(8, 8)), ValueError, "batch, height, width"),
+    "diagnose.diagnose_model: 3-D images": (lambda: xc.diagnose.diagnose_model(NET, LAYER, torch.rand(3, 8, 8)), ValueError, r"\(B, C, H, W\)"),
+    "diagnose.region_share: masks of another shape": (lambda: xc.diagnose.region_share(torch.rand(2, 8, 8), MASKS[:, :4]), ValueError, "shape"),
+    "diagnose.dilate: negative margin": (lambda: xc.diagnose.dilate(MASKS, -1), ValueError, "pixels"),
+    "diagnose.corner_masks: corner over half": (lambda: xc.diagnose.corner_masks(8, 8, corner=0.7), ValueError, "corner"),
+    "hooks.find_layer: name not in the model": (lambda: xc.hooks.find_layer(NET, "layer4"), ValueError, "no layer named"),
+    "hooks.record_layer: layer not in the model": (_recording_with_foreign_layer, ValueError, "not part of this model"),
+    "ig.quadrature: unknown rule": (lambda: xc.ig.quadrature("simpson", 5), ValueError, "gausslegendre"),
+    "ig.path: baseline of another shape": (lambda: xc.ig.path(X, torch.zeros(3, 4, 4), [0.5]), ValueError, "baseline"),
+    "ig.integrated_gradients: baseline of another shape": (lambda: xc.ig.integrated_gradients(NET, X, baseline=torch.zeros(1, 3, 4, 4)), ValueError, "baseline"),
+    "ig.integrated_gradients: n_steps < 1": (lambda: xc.ig.integrated_gradients(NET, X, n_steps=0), ValueError, "n_steps"),
+    "ig.integrated_gradients: unknown rule": (lambda: xc.ig.integrated_gradients(NET, X, method="simpson"), ValueError, "gausslegendre"),
+    "ig.path_derivative: no alphas": (lambda: xc.ig.path_derivative(NET, X, alphas=[]), ValueError, "alphas"),
+    "ig.completeness_delta: attributions of another shape": (lambda: xc.ig.completeness_delta(NET, X, torch.zeros(2, 3)), ValueError, "shape"),
+    "ig.steps_for_tolerance: tol <= 0": (lambda: xc.ig.steps_for_tolerance(NET, X, tol=0), ValueError, "tol"),
+    "ig.multi_baseline_ig: baselines not a stack": (lambda: xc.ig.multi_baseline_ig(NET, X, baselines=torch.zeros(3, 8, 8)), ValueError, "stack"),
+    "ig.from_pixels: normalisation for another channel count": (lambda: xc.ig.from_pixels(X, ([0.5] * 2, [0.2] * 2)), ValueError, "channel"),
+    "ig.black_baseline: normalisation for another channel count": (lambda: xc.ig.black_baseline(X, ([0.5] * 2, [0.2] * 2)), ValueError, "channel"),
+    "ig.white_baseline: normalisation for another channel count": (lambda: xc.ig.white_baseline(X, ([0.5] * 2, [0.2] * 2)), ValueError, "channel"),
+    "ig.noise_baseline: normalisation for another channel count": (lambda: xc.ig.noise_baseline(X, ([0.5] * 2, [0.2] * 2)), ValueError, "channel"),
+    "ig.blur_baseline: 3-D tensor": (lambda: xc.ig.blur_baseline(torch.rand(3, 8, 8)), ValueError, r"\(B, C, H, W\)"),
+    "ig.make_baseline: unknown name": (lambda: xc.ig.make_baseline("grey", X), ValueError, "black"),
+    "inputs.model_input: not a model": (lambda: xc.inputs.model_input("resnet", X), TypeError, "nn.Module"),
+    "inputs.positive_int: zero": (lambda: xc.inputs.positive_int("n_steps", 0), ValueError, "n_steps"),
+    "inputs.run_model: wrong channel count": (lambda: xc.inputs.run_model(NET, torch.rand(1, 5, 8, 8)), ValueError, "shape"),
+    "interpret.TextClassifierInterpreter: unknown baseline": (
+        lambda: xc.interpret.TextClassifierInterpreter(ZOO.sentiment, baseline="zeros"), ValueError, "pad"),
+    "interpret.TextClassifierInterpreter.interpret: empty text": (
+        lambda: xc.interpret.TextClassifierInterpreter(ZOO.sentiment).interpret(""), ValueError, "empty"),
+    "interpret.token_html: attributions of another length": (lambda: xc.interpret.token_html(["a", "b"], torch.rand(3)), ValueError, "tokens"),
+    "interpret.ImageClassifierInterpreter: ig_steps < 1": (lambda: xc.interpret.ImageClassifierInterpreter(ZOO.cnn, ig_steps=0), ValueError, "ig_steps"),
+    "interpret.ImageClassifierInterpreter.interpret: unknown class": (
+        lambda: xc.interpret.ImageClassifierInterpreter(ZOO.cnn).interpret(PHOTO, target="tabby kat"), ValueError, "tabby"),
+    "interpret.top_region: fraction over 1": (lambda: xc.interpret.top_region(torch.rand(8, 8), top=1.5), ValueError, "top"),
+    "interpret.map_overlap: maps of another shape": (lambda: xc.interpret.map_overlap(torch.rand(8, 8), torch.rand(4, 4)), ValueError, "shape"),
+    "interpret.misclassification_stats: true class out of range": (
+        lambda: xc.interpret.misclassification_stats(NET, LAYER, X[:1], 7), ValueError, r"0\.\.2"),
+    "interpret.diagnose: not the stats of misclassification_stats": (lambda: xc.interpret.diagnose({}, ["a"]), ValueError, "misclassification_stats"),
+    "interpret.MisclassificationAnalyzer.analyze: unknown class": (
+        lambda: xc.interpret.MisclassificationAnalyzer(ZOO.cnn).analyze(PHOTO, "tabby kat"), ValueError, "tabby"),
+    "metrics.pixel_map: one value per sample": (lambda: xc.metrics.pixel_map(torch.rand(2, 8)), ValueError, "shape"),
+    "metrics.deletion_auc: attribution of another shape": (lambda: xc.metrics.deletion_auc(NET, X, torch.rand(2, 5, 5)), ValueError, "shape"),
+    "metrics.insertion_auc: attribution of another shape": (lambda: xc.metrics.insertion_auc(NET, X, torch.rand(2, 5, 5)), ValueError, "shape"),
+    "metrics.pointing_game: masks of another shape": (lambda: xc.metrics.pointing_game(torch.rand(2, 8, 8), MASKS[:, :4]), ValueError, "shape"),
+    "metrics.mask_energy: masks of another shape": (lambda: xc.metrics.mask_energy(torch.rand(2, 8, 8), MASKS[:, :4]), ValueError, "shape"),
+    "metrics.randomization_sanity_check: unknown layer": (
+        lambda: xc.metrics.randomization_sanity_check(NET, xc.saliency.vanilla_gradient, X, layers=["layer4"]), ValueError, "layer4"),
+    "models.class_index: misspelt class": (lambda: xc.models.class_index(["tabby cat", "tiger cat"], "tabby kat"), ValueError, "tabby"),
+    "models.ImageModel.class_index: index out of range": (lambda: ZOO.cnn.class_index(1000), ValueError, r"0\.\.999"),
+    "models.imagenet_cnn: unknown model": (lambda: xc.models.imagenet_cnn("vgg16"), ValueError, "efficientnet_lite0"),
+    "models.bert: unknown model": (lambda: xc.models.bert("gpt2"), ValueError, "all-MiniLM-L6-v2"),
+    "models.hub_source: model not cached, offline": (lambda: xc.models.hub_source("no-one/no-model", "the offline default"), xc.models.OfflineError, "offline default"),
+    "models.sentiment_classifier: unknown model": (lambda: xc.models.sentiment_classifier("no-one/no-model"), ValueError, "choose None"),
+    "models.minilm_classifier: wrong trained parameters": (lambda: xc.models.minilm_classifier({"x": torch.zeros(1)}), ValueError, "parameters"),
+    "models.vit: unknown model": (lambda: xc.models.vit("no-one/no-model"), ValueError, "tiny_vit"),
+    "models.shapes_cnn_path: unknown variant": (lambda: xc.models.shapes_cnn_path("dirty"), ValueError, "shortcut"),
+    "models.shapes_cnn: unknown variant": (lambda: xc.models.shapes_cnn("dirty"), ValueError, "shortcut"),
+    "saliency.to_map: unknown channel reduction": (lambda: xc.saliency.to_map(X, reduce="mean"), ValueError, "max_abs"),
+    "saliency.smoothgrad: n_samples < 1": (lambda: xc.saliency.smoothgrad(NET, X, n_samples=0), ValueError, "n_samples"),
+    "saliency.smoothgrad: noise_level < 0": (lambda: xc.saliency.smoothgrad(NET, X, noise_level=-0.1), ValueError, "noise_level"),
+    "saliency.clip_map: percentile over 100": (lambda: xc.saliency.clip_map(torch.rand(2, 8, 8), percentile=150), ValueError, "percentile"),
+    "saliency.copy_with_captum_relus: not a model": (lambda: xc.saliency.copy_with_captum_relus("resnet"), TypeError, "nn.Module"),
+    "targets.resolve_targets: target out of range": (lambda: xc.targets.resolve_targets(7, torch.zeros(2, 3)), ValueError, r"0\.\.2"),
+    "targets.select: one target for two samples": (lambda: xc.targets.select(torch.zeros(2, 3), torch.tensor([1])), ValueError, "one target per sample"),
+    "targets: bool target": (lambda: xc.saliency.vanilla_gradient(NET, X, target=True), TypeError, "bool"),
+    "train.train_sentiment: epochs < 1": (lambda: xc.train.train_sentiment(epochs=0, path=SCRATCH), ValueError, "epochs"),
+    "train.train_tiny_vit: epochs < 1": (lambda: xc.train.train_tiny_vit(epochs=0, path=SCRATCH), ValueError, "epochs"),
+    "train.train_shapes_cnn: unknown variant": (lambda: xc.train.train_shapes_cnn("dirty", path=SCRATCH), ValueError, "shortcut"),
+    "train.shapes_accuracy: marker out of [0, 1]": (lambda: xc.train.shapes_accuracy(NET, marker=2.0), ValueError, "marker"),
+    "train.train_head: labels of another length": (lambda: xc.train.train_head(["good", "bad"], [1]), ValueError, "labels"),
+    "train.predict_texts: a string, not a list": (lambda: xc.train.predict_texts(ZOO.sentiment, "A single sentence."), ValueError, "list of strings"),
+    "viz.to_numpy: not an array": (lambda: xc.viz.to_numpy("photo"), TypeError, "array"),
+    "viz.normalize: not a map": (lambda: xc.viz.normalize("photo"), TypeError, "array"),
+    "viz.overlay: map of another size": (lambda: xc.viz.overlay(PHOTO, np.zeros((4, 4))), ValueError, "same height and width"),
+    "viz.show_maps: no maps": (lambda: xc.viz.show_maps(PHOTO, {}), ValueError, "map"),
+    "viz.topk_bar: no predictions": (lambda: xc.viz.topk_bar([]), ValueError, "prediction"),
+    "widgets.attention_explorer: not (layers, heads, T, T)": (lambda: xc.widgets.attention_explorer(ATT[0], TOKENS), ValueError, "layers, heads"),
+    "widgets.vit_attention_explorer: grid that does not fit": (lambda: xc.widgets.vit_attention_explorer(PHOTO, ATT, 3), ValueError, "grid"),
+    "widgets.smoothgrad_explorer: unknown method": (lambda: xc.widgets.smoothgrad_explorer(ZOO.cnn, PHOTO, method="LRP"), ValueError, "SmoothGrad"),
+    "widgets.ig_explorer: unknown baseline": (lambda: xc.widgets.ig_explorer(ZOO.cnn, PHOTO, baseline="grey"), ValueError, "black"),
+    "widgets.gradcam_explorer: unknown layer": (lambda: xc.widgets.gradcam_explorer(ZOO.cnn, PHOTO, layer="layer4"), ValueError, "layer4"),
+}
+
+# Public names with no bad input of their own to catalogue, and why.
+NOT_CATALOGUED = {
+    **{f"{module}.{name}": "a result container returned by the package" for module, names in {
+        "attention": ("TextAttentions", "Attended"), "data": ("ShapesDataset", "TextDataset"), "diagnose": ("Diagnosis",),
+        "hooks": ("Recording",), "interpret": ("TextExplanation", "ImageExplanation", "MisclassificationReport"),
+        "metrics": ("PerturbationCurve", "SanityCheck"), "models": ("ImageModel", "TextModel", "VisionTransformer")}.items()
+       for name in names},
+    **{f"models.{name}": "an nn.Module architecture; its loaders are catalogued"
+       for name in ("SelfAttention", "ViTBlock", "TinyViT", "ShapesCNN")},
+    **{f"widgets.{name}": "built by its factory function, which is catalogued" for name in (
+        "AttentionExplorer", "ViTAttentionExplorer", "PhotoMapExplorer", "SmoothGradExplorer", "IGExplorer", "GradCAMExplorer")},
+    "widgets.BlitFigure": "an internal drawing helper of the explorers (takes a figure the package built)",
+    "models.OfflineError": "the exception itself",
+    "models.imagenet_labels": "takes no arguments",
+    "models.tiny_vit": "takes only a device: the loader is catalogued through models.vit",
+    "widgets.saliency_methods": "takes no arguments",
+    "widgets.cam_methods": "takes no arguments",
+}
+# Modules outside the catalogue: the graders are tested against wrong learner code in tests/test_checks*.py;
+# environment and notebooks are command-line tools tested in tests/test_project.py and tests/test_notebooks.py.
+CATALOGUED_MODULES = ("attention", "cam", "data", "diagnose", "hooks", "ig", "inputs", "interpret", "metrics", "models",
+                      "saliency", "targets", "train", "viz", "widgets")
+
+
+def public_api() -> set[str]:
+    names = set()
+    for module_name in CATALOGUED_MODULES:
+        module = importlib.import_module(f"xaicourse.{module_name}")
+        names |= {f"{module_name}.{name}" for name, obj in vars(module).items()
+                  if not name.startswith("_") and (inspect.isfunction(obj) or inspect.isclass(obj))
+                  and obj.__module__ == module.__name__}
+    return names
+
+
+def test_catalogue_covers_every_public_function():
+    covered = {case.split(":")[0] for case in OTHER_CASES} | set(IMAGE_METHODS)
+    covered |= {name.rsplit(".", 1)[0] for name in covered}  # "interpret.X.interpret" covers the class X
+    missing = public_api() - covered - set(NOT_CATALOGUED)
+    assert not missing, f"public functions without a bad-input case in OTHER_CASES (or a reason in NOT_CATALOGUED): {sorted(missing)}"
+    assert not set(NOT_CATALOGUED) - public_api(), "NOT_CATALOGUED names something that is no longer public"
+
+
+@pytest.mark.parametrize("case", OTHER_CASES)
+def test_other_entry_points_reject_bad_input(case):
+    call, error, match = OTHER_CASES[case]
     with pytest.raises(error, match=match) as excinfo:
         call()
     assert raised_by_package(excinfo), f"{case}: failed deep inside a library: {excinfo.value}"

@@ -72,7 +72,12 @@ def vit_attentions(vit, x: torch.Tensor) -> torch.Tensor:
         raise TypeError(f"{type(model).__name__} has no forward_attentions(x): use xaicourse.models.vit() or tiny_vit()")
     if x.dim() != 4:
         raise ValueError(f"x must be a batch of images (B, 3, S, S), got shape {tuple(x.shape)}")
-    _, per_layer = model.forward_attentions(x)
+    try:
+        _, per_layer = model.forward_attentions(x)
+    except RuntimeError as err:
+        size = getattr(vit, "image_size", "S")
+        raise ValueError(f"the ViT cannot run on x of shape {tuple(x.shape)} ({err}); give (B, 3, {size}, {size}) "
+                         "images, as made by vit.preprocess") from err
     return stack_attentions(per_layer, getattr(vit, "name", type(model).__name__)).cpu()
 
 
@@ -171,6 +176,7 @@ def cls_maps(attentions: torch.Tensor, grid: int) -> torch.Tensor:
 
 def upsample(maps: torch.Tensor, size: int) -> torch.Tensor:
     """Patch-grid maps (..., g, g) -> (..., size, size), bilinear, for overlays on the image."""
+    _check_maps("maps", maps)
     flat = maps.float().reshape(-1, 1, *maps.shape[-2:])
     out = F.interpolate(flat, size=(size, size), mode="bilinear", align_corners=False)
     return out.reshape(*maps.shape[:-2], size, size)
@@ -178,6 +184,9 @@ def upsample(maps: torch.Tensor, size: int) -> torch.Tensor:
 
 def patch_coverage(masks: torch.Tensor, grid: int) -> torch.Tensor:
     """Share of each patch covered by a pixel mask: (..., S, S) bool -> (..., grid, grid) in [0, 1]."""
+    _check_maps("masks", masks)
+    if masks.shape[-1] % grid or masks.shape[-2] % grid:
+        raise ValueError(f"masks of {tuple(masks.shape[-2:])} pixels do not split into a {grid}x{grid} patch grid")
     flat = masks.float().reshape(-1, 1, *masks.shape[-2:])
     return F.adaptive_avg_pool2d(flat, grid).reshape(*masks.shape[:-2], grid, grid)
 
@@ -190,6 +199,12 @@ def mask_mass(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     above ``mask_mass(torch.ones(g, g), mask)`` means the map prefers the object. Returns maps.shape[:-2].
     Taught in chapter 04.
     """
+    _check_maps("maps", maps)
+    if maps.shape[-1] != maps.shape[-2]:
+        raise ValueError(f"maps must be square patch grids (..., g, g), got shape {tuple(maps.shape)}")
+    if masks.dim() == 3 and maps.dim() >= 3 and len(masks) != len(maps):
+        raise ValueError(f"{len(masks)} masks for {len(maps)} maps: give one mask per image (N, S, S), one (S, S) "
+                         "for all maps, or one (g, g) map for all masks")
     coverage = patch_coverage(masks, maps.shape[-1])
     if masks.dim() == 3:  # one mask per image: align with the batch axis of maps
         coverage = coverage.reshape(len(coverage), *[1] * (maps.dim() - 3), *coverage.shape[-2:])
@@ -203,6 +218,9 @@ def mask_mass(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------
 def heatmap(attention, tokens: list[str], title: str | None = None, ax=None, colorbar: bool = True):
     """One (T, T) attention matrix with token labels: rows are queries, columns are keys."""
+    if tuple(attention.shape) != (len(tokens), len(tokens)):
+        raise ValueError(f"attention of shape {tuple(attention.shape)} does not match {len(tokens)} tokens: "
+                         "give one (T, T) matrix, e.g. attentions[layer, head], and its T tokens")
     if ax is None:
         _, ax = plt.subplots(figsize=(0.45 * len(tokens) + 2.5, 0.45 * len(tokens) + 1.5))
     matrix = attention.detach().cpu().numpy() if isinstance(attention, torch.Tensor) else np.asarray(attention)
@@ -220,6 +238,9 @@ def heatmap(attention, tokens: list[str], title: str | None = None, ax=None, col
 
 def head_grid(layer_attentions: torch.Tensor, tokens: list[str], title: str | None = None, cols: int = 4):
     """All heads of one layer, (heads, T, T), as a grid of heatmaps on a shared colour scale."""
+    if layer_attentions.dim() != 3 or layer_attentions.shape[-1] != len(tokens):
+        raise ValueError(f"layer_attentions must be one layer's (heads, T, T) with T = {len(tokens)} tokens, got shape "
+                         f"{tuple(layer_attentions.shape)}: index the layer, e.g. attentions[layer]")
     heads = layer_attentions.shape[0]
     rows = -(-heads // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 3.0 * rows), squeeze=False)
@@ -308,6 +329,8 @@ def object_attention_share(vit, images: torch.Tensor, masks: torch.Tensor, batch
     layer's heads, "rollout" (a scalar) for the rollout over all layers, and "uniform" (a scalar),
     the share a uniform map gets (the object's area share). Taught in chapter 04.
     """
+    if len(masks) != len(images):
+        raise ValueError(f"{len(masks)} masks for {len(images)} images: give one object mask per image")
     parts = {"heads": [], "layers": [], "rollout": [], "uniform": []}
     for start in range(0, len(images), batch_size):
         mask = masks[start:start + batch_size]
@@ -318,3 +341,9 @@ def object_attention_share(vit, images: torch.Tensor, masks: torch.Tensor, batch
         parts["rollout"].append(mask_mass(cls_maps(rollout(attentions), vit.grid), mask))
         parts["uniform"].append(mask_mass(torch.ones(len(mask), vit.grid, vit.grid), mask))
     return {name: torch.cat(values).mean(dim=0) for name, values in parts.items()}
+
+
+def _check_maps(name: str, maps) -> None:
+    if not isinstance(maps, torch.Tensor) or maps.dim() < 2:
+        shape = tuple(maps.shape) if isinstance(maps, torch.Tensor) else type(maps).__name__
+        raise ValueError(f"{name} must be a tensor of 2-D maps (..., H, W), got shape {shape}")

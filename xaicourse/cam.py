@@ -122,9 +122,14 @@ def _cam(model, layer, x, target, reshape, channel_weights: Callable, needs_grad
 def upsample(cam: torch.Tensor, size) -> torch.Tensor:
     """(B, h, w) maps -> (B, H, W): bilinear (half-pixel centres, as cv2.resize), then min-max per map.
 
-    A constant map (e.g. all zeros after the ReLU) becomes zeros, never NaN.
+    ``size``: (H, W) or one int for a square. A constant map (e.g. all zeros after the ReLU) becomes
+    zeros, never NaN.
     """
-    cam = F.interpolate(cam[:, None].float(), size=tuple(size), mode="bilinear", align_corners=False)[:, 0]
+    if not isinstance(cam, torch.Tensor) or cam.dim() != 3:
+        shape = tuple(cam.shape) if isinstance(cam, torch.Tensor) else type(cam).__name__
+        raise ValueError(f"cam must be a stack of maps (B, h, w), got shape {shape} (one map? add cam[None])")
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    cam = F.interpolate(cam[:, None].float(), size=size, mode="bilinear", align_corners=False)[:, 0]
     return _minmax(cam.flatten(1)).view_as(cam)
 
 
@@ -226,6 +231,8 @@ def overlay(img, cam: torch.Tensor, alpha: float = 0.5):
     from . import viz
 
     cam = torch.as_tensor(cam).detach().float().cpu()
+    if cam.dim() < 2:
+        raise ValueError(f"cam must be one map (H, W) or (1, H, W), got shape {tuple(cam.shape)}")
     cam = cam.reshape(-1, *cam.shape[-2:])[:1]
     height, width = viz.to_numpy(img).shape[:2]
     if cam.shape[-2:] != (height, width):

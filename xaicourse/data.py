@@ -51,6 +51,10 @@ def image(name: str) -> Image.Image:
 
 
 def to_pil(array: np.ndarray) -> Image.Image:
+    """A PIL image from an (H, W, 3) or (H, W) uint8 array, e.g. from :func:`load_image`."""
+    array = np.asarray(array)
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)):
+        raise ValueError(f"an image array is (H, W, 3) or (H, W), got shape {array.shape}")
     return Image.fromarray(array)
 
 

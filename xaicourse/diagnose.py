@@ -130,6 +130,8 @@ def dilate(masks: torch.Tensor, pixels: int) -> torch.Tensor:
 
 def corner_masks(h: int, w: int, corner: float = 1 / 3) -> torch.Tensor:
     """(H, W) bool: the four corner squares whose side is ``corner`` times the image side."""
+    if not 0 < corner <= 0.5:
+        raise ValueError(f"corner is a fraction of the image side in (0, 0.5] (larger corners overlap), got {corner}")
     ch, cw = max(1, round(corner * h)), max(1, round(corner * w))
     rows, cols = torch.zeros(h, dtype=torch.bool), torch.zeros(w, dtype=torch.bool)
     rows[:ch] = rows[-ch:] = True

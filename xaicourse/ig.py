@@ -76,6 +76,8 @@ def path(x: torch.Tensor, baseline: torch.Tensor, alphas) -> torch.Tensor:
 
     ``alphas`` is a sequence or 1-D tensor; alpha = 0 gives the baseline, alpha = 1 the input.
     """
+    if baseline.shape != x.shape:
+        raise ValueError(f"baseline shape {tuple(baseline.shape)} does not match x {tuple(x.shape)}")
     alphas = torch.as_tensor(alphas, dtype=x.dtype, device=x.device).reshape(-1, *([1] * x.ndim))
     return baseline.unsqueeze(0) + alphas * (x - baseline).unsqueeze(0)
 
@@ -162,6 +164,8 @@ def path_derivative(model: nn.Module, x: torch.Tensor, target=None, *, baseline=
     x = model_input(model, x, image=False)
     baseline = _as_baseline(baseline, x)
     alphas = torch.as_tensor(alphas, dtype=torch.float64).reshape(-1)
+    if len(alphas) == 0:
+        raise ValueError("alphas is empty: give the points of the path to evaluate, e.g. torch.linspace(0, 1, 101)")
     with torch.no_grad():
         targets = resolve_targets(target, run_model(model, x))
     return torch.cat([(grads * (x - baseline)).flatten(2).sum(2).double()
@@ -241,6 +245,9 @@ def _mean_std(normalization, x):
     if normalization is None:
         return 0.0, 1.0
     mean, std = (normalization.mean, normalization.std) if hasattr(normalization, "mean") else normalization
+    if not len(mean) == len(std) == x.shape[1]:
+        raise ValueError(f"the normalisation has {len(mean)} means and {len(std)} stds for {x.shape[1]} channels: "
+                         "give one per channel (or an ImageModel)")
     shape = (1, -1) + (1,) * (x.ndim - 2)
     as_t = lambda v: torch.as_tensor(v, dtype=x.dtype, device=x.device).reshape(shape)  # noqa: E731
     return as_t(mean), as_t(std)

@@ -27,6 +27,7 @@ import torch
 
 from . import cam, ig, saliency, viz
 from .models import ImageModel, TextModel, class_index
+from .inputs import positive_int
 from .targets import resolve_targets
 
 IMAGE_METHODS = ("gradcam", "ig", "smoothgrad")
@@ -184,6 +185,8 @@ def _check_baseline(baseline) -> None:
 def token_html(tokens: list[str], attributions, caption: str = "") -> str:
     """Tokens as HTML spans on a green (positive) / red (negative) background. Chapter 05."""
     values = viz.to_numpy(attributions).astype(float)
+    if values.shape != (len(tokens),):
+        raise ValueError(f"{values.size} attributions for {len(tokens)} tokens: give one value per token")
     scale = np.abs(values).max()
     spans = []
     for token, value in zip(tokens, values):
@@ -229,8 +232,8 @@ class ImageClassifierInterpreter:
             raise TypeError(f"image_model must be a xaicourse ImageModel (e.g. xc.models.imagenet_cnn()), "
                             f"got {type(image_model).__name__}")
         self.image_model = image_model
-        self.ig_steps = ig_steps
-        self.smoothgrad_samples = smoothgrad_samples
+        self.ig_steps = positive_int("ig_steps", ig_steps)
+        self.smoothgrad_samples = positive_int("smoothgrad_samples", smoothgrad_samples)
         self.noise_level = noise_level
         self.seed = seed
 
@@ -313,6 +316,8 @@ def top_region(heat: torch.Tensor, top: float = 0.2) -> torch.Tensor:
 
 def map_overlap(a: torch.Tensor, b: torch.Tensor, top: float = 0.2) -> float:
     """Intersection over union of the top-``top`` regions of two maps (H, W); 0 when both are empty."""
+    if a.shape != b.shape:
+        raise ValueError(f"the maps must have the same shape to overlap, got {tuple(a.shape)} and {tuple(b.shape)}")
     ra, rb = top_region(a, top), top_region(b, top)
     union = (ra | rb).sum()
     return float((ra & rb).sum() / union) if union > 0 else 0.0
@@ -340,6 +345,9 @@ def misclassification_stats(model, target_layer, x: torch.Tensor, true_class: in
 
 def diagnose(stats: dict, labels: list[str]) -> list[str]:
     """Findings, each drawn from a measured number of :func:`misclassification_stats` (exercise 5)."""
+    missing = {"predicted", "true", "true_rank", "true_probability", "predicted_probability", "cam_overlap"} - set(stats)
+    if missing:
+        raise ValueError(f"stats lacks {sorted(missing)}: pass the dict that misclassification_stats returns")
     pred, true = labels[stats["predicted"]], labels[stats["true"]]
     rank, p_true, p_pred = stats["true_rank"], stats["true_probability"], stats["predicted_probability"]
     overlap = stats["cam_overlap"]

@@ -538,7 +538,7 @@ def _vit(name: str, device: str) -> VisionTransformer:
 
 def _tiny_vit() -> VisionTransformer:
     if not TINY_VIT_WEIGHTS.exists():
-        raise FileNotFoundError(f"{TINY_VIT_WEIGHTS} is missing: train it with xaicourse.train.train_tiny_vit() (a few minutes on a CPU)")
+        raise FileNotFoundError(f"{TINY_VIT_WEIGHTS} is missing: train it with xaicourse.train.train_tiny_vit() (about a minute on a 2-core CPU)")
     saved = torch.load(TINY_VIT_WEIGHTS, map_location="cpu", weights_only=True)
     model = TinyViT(**saved["config"])
     model.load_state_dict(saved["state_dict"])
@@ -563,6 +563,9 @@ SHAPES_CNN_DATA = dict(size=32, marker_size=4)          # the image format both 
 
 
 def shapes_cnn_path(variant: str) -> Path:
+    """data/shapes_cnn_<variant>.pt, for a variant of :data:`SHAPES_CNN_VARIANTS`."""
+    if variant not in SHAPES_CNN_VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}: choose one of {', '.join(map(repr, SHAPES_CNN_VARIANTS))}")
     return Path(__file__).resolve().parent.parent / "data" / f"shapes_cnn_{variant}.pt"
 
 
@@ -595,8 +598,7 @@ def shapes_cnn(variant: str = "shortcut") -> ShapesCNN:
     the shape can be learned. Both read ``data.shapes(..., **SHAPES_CNN_DATA)``; the weights come
     from ``xaicourse.train.train_shapes_cnn``. Taught in chapter 02.
     """
-    if variant not in SHAPES_CNN_VARIANTS:
-        raise ValueError(f"unknown shapes CNN variant {variant!r}: choose one of {', '.join(map(repr, SHAPES_CNN_VARIANTS))}")
+    shapes_cnn_path(variant)  # an unknown variant fails here, with the choices
     return _shapes_cnn(variant)
 
 

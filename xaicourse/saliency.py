@@ -158,6 +158,8 @@ def copy_with_captum_relus(model: nn.Module) -> nn.Module:
     only. EfficientNet-Lite0 uses ReLU6, which is not an ``nn.ReLU``: on the original model those
     two methods silently return the plain gradient. The copy is in the same mode as ``model``.
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     clone = copy.deepcopy(model)
     for parent in list(clone.modules()):
         for name, child in parent.named_children():

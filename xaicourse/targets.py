@@ -41,4 +41,6 @@ def resolve_targets(target, logits: torch.Tensor) -> torch.Tensor:
 
 def select(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """The score of each sample's target class, shape (B,)."""
+    if len(targets) != len(logits):
+        raise ValueError(f"{len(targets)} targets for {len(logits)} samples: give one target per sample")
     return logits.gather(1, targets.view(-1, 1)).squeeze(1)

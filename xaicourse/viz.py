@@ -10,9 +10,13 @@ import torch
 
 
 def to_numpy(a) -> np.ndarray:
+    """A tensor, array or nested list of numbers as a NumPy array (tensors detached, on the CPU)."""
     if isinstance(a, torch.Tensor):
         a = a.detach().cpu().float().numpy()
-    return np.asarray(a)
+    a = np.asarray(a)
+    if not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
+        raise TypeError(f"expected an array of numbers (a tensor, NumPy array or photo), got {a.dtype} from {type(a).__name__}")
+    return a
 
 
 def normalize(heat) -> np.ndarray:
@@ -36,6 +40,8 @@ def overlay(img, heat, alpha: float = 0.5, cmap: str = "jet") -> np.ndarray:
 
 def show_maps(image, maps: dict, title: str | None = None, cmap: str = "hot", size: float = 3.2):
     """The photo followed by one panel per named map, each with a title and a colour bar."""
+    if not maps:
+        raise ValueError("maps is empty: give a dict of name -> (H, W) map to show next to the photo")
     fig, axes = plt.subplots(1, len(maps) + 1, figsize=(size * (len(maps) + 1), size))
     axes[0].imshow(to_numpy(image))
     axes[0].set_title("input")
@@ -53,6 +59,8 @@ def show_maps(image, maps: dict, title: str | None = None, cmap: str = "hot", si
 
 def topk_bar(predictions: list[tuple[str, float]], title: str = "top-5 predictions", ax=None):
     """Horizontal bar chart of (label, probability) pairs, best at the top."""
+    if not predictions:
+        raise ValueError("no predictions to plot: give (label, probability) pairs, e.g. image_model.predict(img)")
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 0.45 * len(predictions) + 1))
     labels = [label for label, _ in predictions][::-1]

@@ -53,6 +53,9 @@ class AttentionExplorer(ipywidgets.VBox):
     def __init__(self, attentions, tokens: list[str]):
         from . import attention
 
+        if attentions.dim() != 4 or attentions.shape[-1] != len(tokens):
+            raise ValueError(f"attentions must be (layers, heads, T, T) with T = {len(tokens)} tokens, got shape "
+                             f"{tuple(attentions.shape)}")
         self.attentions, self.tokens = attentions.detach().cpu().float(), list(tokens)
         layers, heads, n, _ = self.attentions.shape
         self.layer = ipywidgets.IntSlider(description="layer", min=0, max=layers - 1)
