@@ -96,9 +96,9 @@ def integrated_gradients(model: nn.Module, x: torch.Tensor, target=None, *, base
     (the first node is run alone while counting the bytes autograd keeps).
 
     ``return_delta=True`` returns ``(attributions, delta)`` as Captum does, where ``delta`` (B,) is
-    :func:`completeness_delta` (two more forward passes). Explain the logit, not the probability: the softmax saturates, and IG of a
-    probability mixes in every other class. The model is left as found (mode, ``requires_grad``,
-    ``.grad``); no hooks are used. Taught in chapter 03.
+    :func:`completeness_delta` (two more forward passes). Explain the logit, not the probability:
+    the softmax saturates, and IG of a probability mixes in every other class. The model is left as
+    found (mode, ``requires_grad``, ``.grad``); no hooks are used. Taught in chapter 03.
     """
     x = model_input(model, x, image=False)
     baseline = _as_baseline(baseline, x)
@@ -245,12 +245,12 @@ def _mean_std(normalization, x):
     if normalization is None:
         return 0.0, 1.0
     mean, std = (normalization.mean, normalization.std) if hasattr(normalization, "mean") else normalization
-    if not len(mean) == len(std) == x.shape[1]:
-        raise ValueError(f"the normalisation has {len(mean)} means and {len(std)} stds for {x.shape[1]} channels: "
-                         "give one per channel (or an ImageModel)")
     shape = (1, -1) + (1,) * (x.ndim - 2)
-    as_t = lambda v: torch.as_tensor(v, dtype=x.dtype, device=x.device).reshape(shape)  # noqa: E731
-    return as_t(mean), as_t(std)
+    mean, std = (torch.as_tensor(v, dtype=x.dtype, device=x.device).reshape(shape) for v in (mean, std))
+    if mean.numel() not in (1, x.shape[1]) or std.numel() not in (1, x.shape[1]):
+        raise ValueError(f"the normalisation has {mean.numel()} means and {std.numel()} stds for {x.shape[1]} channels: "
+                         "give one per channel, one for all, or an ImageModel")
+    return mean, std
 
 
 def from_pixels(pixels: torch.Tensor, normalization=None) -> torch.Tensor:

@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 from . import cam, ig, saliency, viz
-from .models import ImageModel, TextModel, class_index
 from .inputs import positive_int
+from .models import ImageModel, TextModel, class_index
 from .targets import resolve_targets
 
 IMAGE_METHODS = ("gradcam", "ig", "smoothgrad")

@@ -13,10 +13,10 @@ def to_numpy(a) -> np.ndarray:
     """A tensor, array or nested list of numbers as a NumPy array (tensors detached, on the CPU)."""
     if isinstance(a, torch.Tensor):
         a = a.detach().cpu().float().numpy()
-    a = np.asarray(a)
-    if not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
-        raise TypeError(f"expected an array of numbers (a tensor, NumPy array or photo), got {a.dtype} from {type(a).__name__}")
-    return a
+    array = np.asarray(a)
+    if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        raise TypeError(f"expected an array of numbers (a tensor, NumPy array or photo), got a {type(a).__name__}")
+    return array
 
 
 def normalize(heat) -> np.ndarray:
