@@ -6,10 +6,7 @@ headless (an ``ipywidgets.Image`` or ``Output`` inside the returned box).
 """
 from __future__ import annotations
 
-
-# --------------------------------------------------------------------------------------------
-# Chapter 04: attention explorers (BERT heads, ViT CLS maps) over cached attentions
-# --------------------------------------------------------------------------------------------
+import functools
 import io
 
 import ipywidgets
@@ -41,6 +38,9 @@ class BlitFigure:
         return buffer.getvalue()
 
 
+# --------------------------------------------------------------------------------------------
+# Chapter 04: attention explorers (BERT heads, ViT CLS maps) over cached attentions
+# --------------------------------------------------------------------------------------------
 class AttentionExplorer(ipywidgets.VBox):
     """Layer / head sliders and a token selector over cached attentions (layers, heads, T, T).
 
@@ -311,9 +311,14 @@ class IGExplorer(PhotoMapExplorer):
                                                   options=sorted({*self.STEPS, n_steps}), value=n_steps)
         self.method = ipywidgets.Dropdown(description="rule", options=list(ig.RULES), value=method)
         self.baseline = ipywidgets.Dropdown(description="baseline", options=list(ig.BASELINES), value=baseline)
-        x = image_model.preprocess(img)
-        self.baselines = {name: ig.make_baseline(name, x, image_model) for name in ig.BASELINES}
         super().__init__(image_model, img, target, [self.n_steps, self.method, self.baseline])
+
+    @functools.cached_property
+    def baselines(self) -> dict:
+        """Every baseline of the dropdown, in the model's input space."""
+        from . import ig
+
+        return {name: ig.make_baseline(name, self.x, self.image_model) for name in ig.BASELINES}
 
     def key(self) -> tuple:
         return (self.method.value, self.n_steps.value, self.baseline.value)
@@ -365,10 +370,16 @@ class GradCAMExplorer(PhotoMapExplorer):
         layer = layer or list(self.layers)[-1]
         if layer not in self.layers:
             raise ValueError(f"unknown layer {layer!r}: choose one of {list(self.layers)}")
-        self.grids = cam.layer_grids(image_model.model, self.layers, image_model.preprocess(img))
         self.layer = ipywidgets.Dropdown(description="layer", options=list(self.layers), value=layer)
         self.method = ipywidgets.Dropdown(description="method", options=list(self.methods), value=method)
         super().__init__(image_model, img, target, [self.layer, self.method])
+
+    @functools.cached_property
+    def grids(self) -> dict:
+        """Each layer's (h, w) grid for this photo."""
+        from . import cam
+
+        return cam.layer_grids(self.model, self.layers, self.x)
 
     def key(self) -> tuple:
         return (self.layer.value, self.method.value)
