@@ -101,7 +101,8 @@ def run() -> str:
     from .harness import compare, measure, table
 
     here = "benchmarks.bench_cam"
-    fast = [("forward+backward", "forward_backward"), ("forward only (autograd on)", "forward_only"), ("ours: grad_cam", "ours_grad_cam"),
+    fast = [("forward+backward", "forward_backward"), ("forward only (autograd on)", "forward_only"),
+            ("ours: grad_cam", "ours_grad_cam"),
             ("Captum LayerGradCam (+ upsample)", "captum_grad_cam"), ("pytorch-grad-cam GradCAM", "pgc_grad_cam"),
             ("ours: grad_cam_pp", "ours_grad_cam_pp"), ("pytorch-grad-cam GradCAMPlusPlus", "pgc_grad_cam_pp")]
     rows = compare([(label, f"{here}:{name}") for label, name in fast], repeat=5, warmup=2)

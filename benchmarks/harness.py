@@ -76,7 +76,8 @@ def measure(case: str, repeat: int = 3, warmup: int = 1, threads: int | None = N
     return _summary(case, [_run_subprocess(case, repeat, warmup, threads)])
 
 
-def compare(cases: list[tuple[str, str]], rounds: int = 3, repeat: int = 3, warmup: int = 1) -> list[tuple[str, Measurement]]:
+def compare(cases: list[tuple[str, str]], rounds: int = 3, repeat: int = 3,
+            warmup: int = 1) -> list[tuple[str, Measurement]]:
     """Measure (label, case) pairs in ``rounds`` alternating rounds, one subprocess per case and round:
     the median over every timed call of a case, and its highest peak RSS."""
     runs = {case: [] for _, case in cases}
