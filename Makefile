@@ -41,7 +41,7 @@ notebooks: setup
 
 constraints: setup
 	$(PY) -m pip freeze --exclude-editable | sed 's/^torch==\([0-9.]*\)+cpu/torch==\1/' > constraints.new
-	(sed -n '/^#/p' constraints.txt; cat constraints.new) > constraints.txt && rm constraints.new
+	(sed -n '/^#/p' constraints.txt; cat constraints.new) > constraints.tmp && mv constraints.tmp constraints.txt && rm constraints.new
 
 clean:
 	rm -rf $(VENV) .assets .pytest_cache
