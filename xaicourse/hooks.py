@@ -71,3 +71,19 @@ def record_layer(model: nn.Module, layer: nn.Module | str, *, keep_graph: bool =
         handle.remove()
         for h in tensor_hooks:
             h.remove()
+
+
+def hooks_left(model: nn.Module) -> int:
+    """How many forward/backward hooks are registered anywhere in ``model``. Chapter 02."""
+    kinds = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+    return sum(len(getattr(m, kind, {})) for m in model.modules() for kind in kinds)
+
+
+def expect_no_hooks(model: nn.Module, error: type[Exception] = AssertionError) -> None:
+    """Raise ``error`` when a hook is still registered on ``model`` (e.g. a function forgot to remove one).
+
+    Chapter 02."""
+    n = hooks_left(model)
+    if n:
+        raise error(f"{n} hook(s) are still registered on the model after your function returned: keep the handle "
+                    "that register_*_hook returns and call handle.remove() in a finally block")
