@@ -12,12 +12,15 @@ Taught in chapter 00.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
+
+from . import paths
 
 # name -> (how to get it, what it shows)
 PHOTOS = {
@@ -61,8 +64,13 @@ def to_pil(array: np.ndarray) -> Image.Image:
 def load_image(source) -> np.ndarray:
     """Read a photo from a path, a PIL image or an array; returns (H, W, 3) uint8 RGB.
 
-    Grayscale, RGBA (composited on white), 16-bit and float [0, 1] images are converted.
+    Grayscale, RGBA (composited on white), 16-bit and float [0, 1] images are converted. A URL is
+    refused: the course runs offline and downloads nothing.
     """
+    if isinstance(source, str) and _URL.match(source):
+        raise ValueError(f"{source!r} is a URL, and the course does not download images (it runs offline): "
+                         "save the image to a file and pass its path, or use a bundled photo, "
+                         f"xc.data.image(name) with name one of {', '.join(sorted(PHOTOS))}")
     if isinstance(source, (str, Path)):
         path = Path(source)
         if not path.exists():
@@ -81,6 +89,9 @@ def load_image(source) -> np.ndarray:
     if isinstance(source, np.ndarray):
         return _array_to_rgb(source)
     raise TypeError(f"cannot read an image from a {type(source).__name__}: give a path, a PIL image or an array")
+
+
+_URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]+://")  # http://, https://, ftp://, s3:// ...
 
 
 def _pil_to_rgb(img: Image.Image) -> np.ndarray:
@@ -262,9 +273,7 @@ def movie_reviews(split: str = "train") -> TextDataset:
     """
     if split not in ("train", "test", "all"):
         raise ValueError(f"unknown split {split!r}: choose 'train', 'test' or 'all'")
-    from .environment import asset
-
-    path = asset("hutto_ICWSM_2014") / MOVIE_REVIEWS_FILE
+    path = paths.asset("hutto_ICWSM_2014") / MOVIE_REVIEWS_FILE
     texts, scores, ids = [], [], []
     for line in path.read_text(encoding="utf-8").splitlines():
         sentence_id, score, text = line.split("\t", 2)

@@ -5,7 +5,8 @@
 
 ``setup`` does the steps pip cannot: the torchvision compatibility hook (only when torchvision's
 compiled extension cannot load), and third-party files fetched from package registries into the
-git-ignored ``.assets/`` folder (never committed):
+assets folder of :func:`xaicourse.paths.assets_dir` (a checkout's git-ignored ``.assets/``, else a
+per-user cache; ``$XAICOURSE_ASSETS`` overrides both), never committed:
 
 * JavaScript for bertviz offline (npm: requirejs, d3, jquery);
 * the labelled movie-review sentences of the vaderSentiment 3.3.2 source distribution (PyPI).
@@ -15,7 +16,6 @@ Taught in chapter 00.
 from __future__ import annotations
 
 import importlib
-import os
 import platform
 import shutil
 import subprocess
@@ -24,10 +24,12 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-ASSETS = Path(os.environ.get("XAICOURSE_ASSETS", ROOT / ".assets"))
+from . import _torchvision_compat, paths
+from .paths import MissingAsset, asset
 
-# asset name -> (registry, package spec, member of the archive, file name in ASSETS)
+__all__ = ["MissingAsset", "asset", "fetch_npm_assets", "fetch_vader_sentences", "main", "report", "setup"]
+
+# file name in the assets folder -> (npm package spec, member of its archive)
 NPM_ASSETS = {
     "require.js": ("requirejs@2.3.6", "package/require.js"),
     "d3.min.js": ("d3@5.7.0", "package/dist/d3.min.js"),
@@ -41,21 +43,16 @@ STACK = ("torch", "torchvision", "captum", "transformers", "timm", "bertviz", "p
          "matplotlib", "seaborn", "ipywidgets", "jupyterlab", "nbval", "tqdm", "skimage")
 
 
-class MissingAsset(FileNotFoundError):
-    """A file that `make setup` fetches from a registry is not there."""
-
-
-def asset(name: str) -> Path:
-    """Path of a fetched asset (a bertviz JS file, or ``hutto_ICWSM_2014``), or MissingAsset."""
-    path = ASSETS / name
-    if not path.exists():
-        raise MissingAsset(f"{path} is missing: run `make setup` (or `python -m xaicourse.environment setup`), "
-                           "which fetches it from the package registry")
-    return path
+def __getattr__(name):
+    if name == "ASSETS":  # the assets folder, read anew so that XAICOURSE_ASSETS set later counts
+        return paths.assets_dir()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def fetch_npm_assets() -> str:
-    missing = {name: spec for name, spec in NPM_ASSETS.items() if not (ASSETS / name).exists()}
+    """Fetch bertviz's JavaScript (require.js, d3, jQuery) from npm into the assets folder. Chapter 04."""
+    assets = paths.assets_dir()
+    missing = {name: spec for name, spec in NPM_ASSETS.items() if not (assets / name).exists()}
     if not missing:
         return "bertviz JavaScript: present"
     if shutil.which("npm") is None:
@@ -66,12 +63,13 @@ def fetch_npm_assets() -> str:
         for name, (spec, member) in missing.items():
             package, _, version = spec.rpartition("@")
             with tarfile.open(Path(tmp) / f"{package}-{version}.tgz") as tar:
-                _extract_member(tar, member, ASSETS / name)
+                _extract_member(tar, member, assets / name)
     return f"bertviz JavaScript: fetched {', '.join(sorted(missing))} from npm"
 
 
 def fetch_vader_sentences() -> str:
-    target = ASSETS / VADER_FOLDER
+    """Fetch the movie-review sentences (vaderSentiment's sdist, PyPI) into the assets folder. Chapter 05."""
+    target = paths.assets_dir() / VADER_FOLDER
     if target.exists():
         return "movie-review sentences: present"
     with tempfile.TemporaryDirectory() as tmp:
@@ -82,7 +80,7 @@ def fetch_vader_sentences() -> str:
         with tarfile.open(sdist) as tar:
             _extract_member(tar, VADER_MEMBER, inner)
         with tarfile.open(inner) as tar:
-            tar.extractall(ASSETS, filter="data")
+            tar.extractall(target.parent, filter="data")
     return f"movie-review sentences: fetched {VADER_SDIST} from PyPI"
 
 
@@ -95,15 +93,15 @@ def _extract_member(tar: tarfile.TarFile, member: str, destination: Path) -> Non
 
 
 def setup() -> list[str]:
-    """Every setup step pip cannot do; each is a no-op when already done."""
-    from . import _torchvision_compat
-
-    ASSETS.mkdir(parents=True, exist_ok=True)
-    return [_torchvision_compat.install_into_site_packages(), fetch_npm_assets(), fetch_vader_sentences()]
+    """Every setup step pip cannot do; each is a no-op when already done. Chapter 00."""
+    paths.assets_dir().mkdir(parents=True, exist_ok=True)
+    return [_torchvision_compat.install_into_site_packages(), fetch_npm_assets(), fetch_vader_sentences(),
+            f"assets folder: {paths.assets_dir()}"]
 
 
 def report() -> dict[str, str]:
     """Versions of the stack and where the offline pieces are; for chapter 00's environment check."""
+    assets = paths.assets_dir()
     info = {"python": platform.python_version(), "platform": platform.platform()}
     for name in STACK:
         try:
@@ -116,11 +114,17 @@ def report() -> dict[str, str]:
     info["torch threads"] = str(torch.get_num_threads())
     info["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "not available (CPU is fine)"
     for name in (*NPM_ASSETS, VADER_FOLDER):
-        info[f"asset {name}"] = "present" if (ASSETS / name).exists() else "missing: run `make setup`"
+        info[f"asset {name}"] = "present" if (assets / name).exists() else "missing: run `make setup`"
+    info["assets folder"] = str(assets)
+    try:
+        info["trained weights"] = str(paths.data_dir())
+    except FileNotFoundError as err:  # report, do not crash
+        info["trained weights"] = f"MISSING ({err})"
     return info
 
 
 def main(argv=None) -> int:
+    """The command line: ``setup`` or ``report``; returns the exit code. Chapter 00."""
     argv = sys.argv[1:] if argv is None else argv
     if argv == ["setup"]:
         for line in setup():
