@@ -2,13 +2,14 @@
 import pytest
 import torch
 
-from xaicourse import attention, checks
+from xaicourse import attention, testing
 from xaicourse.checks import CheckFailed, check_attention_rollout
+from xaicourse.checks.attention import rollout_with
 
 
 def _wrong(**mistake):
     def rollout(attentions, head_fusion="mean"):
-        return checks._rollout_by_hand(attentions, head_fusion, **mistake)
+        return rollout_with(attentions, head_fusion, **mistake)
 
     return rollout
 
@@ -40,15 +41,14 @@ def test_names_each_typical_mistake(mistake, hint):
 
 
 def test_the_fixed_case_tells_the_mistakes_apart():
-    generator = torch.Generator().manual_seed(4)
-    attentions = (2.0 * torch.randn(3, 4, 5, 5, generator=generator)).softmax(dim=-1)
+    attentions = testing.attention_case()
     variants = [dict(residual="none"), dict(residual="plus", renormalise=False), dict(last_on_left=False), dict(heads_dim=0)]
     for fusion in ("mean", "max"):
         right = attention.rollout(attentions, head_fusion=fusion)
         for mistake in variants:
-            assert not torch.allclose(checks._rollout_by_hand(attentions, fusion, **mistake), right, atol=1e-3)
+            assert not torch.allclose(rollout_with(attentions, fusion, **mistake), right, atol=1e-3)
     # without re-normalisation only max (or min) fusion goes wrong: the check uses both
-    wrong_max = checks._rollout_by_hand(attentions, "max", renormalise=False)
+    wrong_max = rollout_with(attentions, "max", renormalise=False)
     assert not torch.allclose(wrong_max, attention.rollout(attentions, head_fusion="max"), atol=1e-3)
 
 

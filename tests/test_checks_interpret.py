@@ -43,7 +43,7 @@ def leaves_a_hook(model, target_layer, x, true_class):
 
 def missing_key(model, target_layer, x, true_class):
     stats = interpret.misclassification_stats(model, target_layer, x, true_class)
-    return {k: v for k, v in stats.items() if k != "cam_overlap"}
+    return {k: v for k, v in dict(stats).items() if k != "cam_overlap"}
 
 
 def test_reference_passes(capsys):

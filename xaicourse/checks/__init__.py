@@ -1,0 +1,43 @@
+"""Graders for the exercises: ``check_*(your_function)``. Taught in chapter 00.
+
+Each check builds a small fixed case (:mod:`xaicourse.testing`), runs your function on it, compares
+the answer with the package's reference, and prints one line when it passes. An untouched stub is
+reported as "not implemented yet" (no traceback); a wrong answer raises :class:`CheckFailed` with a
+hint aimed at the likely mistake, and a notebook shows that hint, not a traceback. Every check also
+verifies that your function left the model and its inputs as found (no hooks, no ``.grad``).
+
+The package: :mod:`~xaicourse.checks.core` is the grading core (one routine, ``compare``, that
+compares with the reference and walks a check's catalogue of known mistakes), and one module per
+topic holds the checks, named after the package module whose method they grade:
+
+=====================  =========================================================  =======
+module                 checks                                                     chapter
+=====================  =========================================================  =======
+``checks.softmax``     check_softmax                                              00
+``checks.saliency``    check_vanilla_gradient, check_smoothgrad                   01, 06
+``checks.cam``         check_grad_cam, check_map_resolution                       02, 06
+``checks.ig``          check_integrated_gradients                                 03
+``checks.attention``   check_attention_rollout                                    04
+``checks.interpret``   check_misclassification_stats                              05, 06
+``checks.metrics``     check_shortcut_detector, check_deletion_auc                06, 07
+=====================  =========================================================  =======
+"""
+from ..hooks import hooks_left
+from .attention import check_attention_rollout
+from .cam import check_grad_cam, check_map_resolution
+from .core import RESULTS_ENV, CheckFailed, Mistake, compare, expect, expect_no_hooks, grader, record
+from .ig import check_integrated_gradients
+from .interpret import check_misclassification_stats
+from .metrics import check_deletion_auc, check_shortcut_detector
+from .saliency import check_smoothgrad, check_vanilla_gradient
+from .softmax import check_softmax
+
+# tests/test_interpret.py still reads the case here; it lives in xaicourse.testing now.
+from ..testing import misclassification_case as _misclassification_case  # noqa: E402, F401
+
+__all__ = [
+    "CheckFailed", "Mistake", "RESULTS_ENV", "check_attention_rollout", "check_deletion_auc", "check_grad_cam",
+    "check_integrated_gradients", "check_map_resolution", "check_misclassification_stats", "check_shortcut_detector",
+    "check_smoothgrad", "check_softmax", "check_vanilla_gradient", "compare", "expect", "expect_no_hooks", "grader",
+    "hooks_left", "record",
+]
