@@ -107,11 +107,104 @@ def test_bert_base_offline_fails_fast_naming_the_default():
 
 
 def test_lite0_key_mapping():
-    from xaicourse.models import _lite0_key
+    from xaicourse.models.remap import lite0_key
 
-    assert _lite0_key("_conv_stem.weight") == "conv_stem.weight"
-    assert _lite0_key("_blocks.0._depthwise_conv.weight") == "blocks.0.0.conv_dw.weight"
-    assert _lite0_key("_blocks.0._bn1.bias") == "blocks.0.0.bn1.bias"
-    assert _lite0_key("_blocks.2._expand_conv.weight") == "blocks.1.1.conv_pw.weight"
-    assert _lite0_key("_blocks.15._bn2.running_mean") == "blocks.6.0.bn3.running_mean"
-    assert _lite0_key("_fc.bias") == "classifier.bias"
+    assert lite0_key("_conv_stem.weight") == "conv_stem.weight"
+    assert lite0_key("_blocks.0._depthwise_conv.weight") == "blocks.0.0.conv_dw.weight"
+    assert lite0_key("_blocks.0._bn1.bias") == "blocks.0.0.bn1.bias"
+    assert lite0_key("_blocks.2._expand_conv.weight") == "blocks.1.1.conv_pw.weight"
+    assert lite0_key("_blocks.15._bn2.running_mean") == "blocks.6.0.bn3.running_mean"
+    assert lite0_key("_fc.bias") == "classifier.bias"
+
+
+def test_block_position_walks_the_stages_and_names_the_block_it_was_given():
+    from xaicourse.models.remap import LITE0_STAGE_REPEATS, block_position
+
+    positions = [block_position(i) for i in range(sum(LITE0_STAGE_REPEATS))]
+    assert positions[:6] == [(0, 0), (1, 0), (1, 1), (2, 0), (2, 1), (3, 0)]
+    assert positions[-2:] == [(5, 3), (6, 0)]
+    assert [sum(1 for s, _ in positions if s == stage) for stage in range(7)] == list(LITE0_STAGE_REPEATS)
+    for index in (16, 40, -1):  # the message names the block asked for, not what was left of the count
+        with pytest.raises(KeyError, match=rf"block {index} is beyond EfficientNet-Lite0's 16 blocks"):
+            block_position(index)
+
+
+def test_normalization_round_trip_and_errors():
+    norm = xc.models.Normalization((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    pixels = torch.rand(2, 3, 5, 5, dtype=torch.float64)
+    x = norm.normalize(pixels)
+    assert x.dtype == torch.float64
+    assert torch.allclose(x[:, 1], (pixels[:, 1] - 0.456) / 0.224)
+    assert torch.allclose(norm.denormalize(x), pixels, atol=1e-12)
+    assert torch.allclose(norm.denormalize(norm.normalize(pixels[0])), pixels[0], atol=1e-12)  # (C, H, W)
+    assert torch.equal(xc.models.Normalization.identity().normalize(pixels), pixels)
+    one_for_all = xc.models.Normalization(0.5, 0.5)
+    assert torch.equal(one_for_all.normalize(torch.ones(1, 3, 2, 2)), torch.ones(1, 3, 2, 2))
+    with pytest.raises(ValueError, match="positive"):
+        xc.models.Normalization((0.5, 0.5, 0.5), (0.5, 0.0, 0.5))
+    with pytest.raises(ValueError, match="3 means but 2 stds"):
+        xc.models.Normalization((0.5, 0.5, 0.5), (0.5, 0.5))
+    with pytest.raises(ValueError, match="C = 3 channels"):
+        norm.normalize(torch.rand(1, 4, 2, 2))
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        norm.normalize([[0.5]])
+
+
+def test_bundles_share_one_normalization(cnn, cat_x):
+    assert cnn.normalization == xc.models.Normalization((0.5,) * 3, (0.5,) * 3)
+    assert (cnn.mean, cnn.std) == (cnn.normalization.mean, cnn.normalization.std)
+    pixels = torch.from_numpy(cnn.view(xc.data.image("cat"))).permute(2, 0, 1)
+    assert torch.equal(cat_x[0], cnn.normalization.normalize(pixels))
+    vit = xc.models.tiny_vit()
+    assert vit.normalization == xc.models.Normalization.identity()
+    image = xc.data.shapes(1, seed=0).images
+    assert torch.equal(vit.preprocess(image), image)
+    assert torch.allclose(torch.from_numpy(vit.to_image(vit.preprocess(image))), image[0].permute(1, 2, 0))
+
+
+def test_image_model_checks_labels_against_the_outputs():
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 10)).train()
+    norm = xc.models.Normalization.identity()
+    with pytest.raises(ValueError, match="10 class scores but labels has 3 names"):
+        xc.models.ImageModel(model, ["a", "b", "c"], model[0], "mine", norm, resize=32, crop=32)
+    assert model.training and model[3].num_batches_tracked == 0  # probed in eval mode, mode restored
+    bundle = xc.models.ImageModel(model.eval(), [f"class {i}" for i in range(10)], model[0], "mine", norm, resize=32, crop=32)
+    assert len(bundle.predict(torch.zeros(1, 3, 32, 32), k=20)) == 10
+    with pytest.raises(ValueError, match="12 names"):
+        xc.models.VisionTransformer(xc.models.TinyViT(n_classes=3), list("abcdefghijkl"), "vit", 64, 8)
+    with pytest.raises(ValueError, match="cannot read an input of shape \\(1, 3, 32, 32\\)"):
+        xc.models.ImageModel(torch.nn.Linear(5, 2), ["a", "b"], None, "flat", norm, resize=32, crop=32)
+    with pytest.raises(TypeError, match="list of class names"):
+        xc.models.ImageModel(model, "abcdefghij", model[0], "mine", norm, resize=32, crop=32)
+    with pytest.raises(TypeError, match="Normalization"):
+        xc.models.ImageModel(model, list("abcdefghij"), model[0], "mine", ((0.5,) * 3, (0.5,) * 3), resize=32, crop=32)
+
+
+def test_text_model_checks_labels_against_the_head():
+    sentiment = xc.models.sentiment_classifier()
+    with pytest.raises(ValueError, match="2 class scores but labels has 3 names"):
+        xc.models.TextModel(sentiment.model, sentiment.tokenizer, "three", labels=["neg", "neutral", "pos"])
+    assert not hasattr(xc.models.TextModel(sentiment.model, sentiment.tokenizer, "plain"), "config")
+
+
+def test_registry_lists_every_loader_with_its_offline_default():
+    families = xc.models.registry.FAMILIES
+    assert {name: family.default for name, family in families.items()} == {
+        "imagenet_cnn": "efficientnet_lite0", "bert": "all-MiniLM-L6-v2", "vit": "tiny_vit",
+        "sentiment_classifier": "minilm-movie-reviews", "shapes_cnn": "shortcut"}
+    for name, family in families.items():
+        assert set(family.builders) == set(family.offline) | set(family.online), name
+        assert callable(getattr(xc.models, name)) and family.default_call.startswith(name)
+    with pytest.raises(TypeError, match="is a str"):
+        xc.models.vit(None)
+
+
+def test_missing_weights_say_how_to_train_them(monkeypatch, tmp_path):
+    monkeypatch.setattr(xc.paths, "data_dir", lambda: tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"tiny_vit.pt is missing: train it with .*train_tiny_vit\(\)"):
+        xc.paths.trained("tiny_vit.pt")
+    with pytest.raises(FileNotFoundError, match=r"train_shapes_cnn\('clean'\)"):
+        xc.models.loaders._shapes_cnn("clean")
+    with pytest.raises(ValueError, match="ships 'sentiment_minilm.safetensors'"):
+        xc.paths.weights("resnet.pt")
