@@ -216,7 +216,7 @@ def _assets_present() -> bool:
 @pytest.mark.skipif(not _assets_present(), reason="bertviz JavaScript not fetched (run make setup)")
 @pytest.mark.parametrize("kind", ["head", "model"])
 def test_bertviz_html_references_no_network(cat_sentence, kind):
-    html = attention.bertviz_offline(*cat_sentence, kind=kind).data
+    html = xc.viz.bertviz_offline(*cat_sentence, kind=kind).data
     assert not re.search(r"https?://", html)
     assert "var requirejs, require, define" in html  # require.js inlined
     assert html.count("data:text/javascript;base64,") == 2  # d3 and jQuery
@@ -225,12 +225,12 @@ def test_bertviz_html_references_no_network(cat_sentence, kind):
 
 def test_bertviz_without_assets_falls_back_to_the_course_view(cat_sentence, monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(xc.environment, "ASSETS", tmp_path)
-    view = attention.bertviz_offline(*cat_sentence, kind="head")
+    view = xc.viz.bertviz_offline(*cat_sentence, kind="head")
     assert isinstance(view, xc.widgets.AttentionExplorer)
     notice = capsys.readouterr().out
     assert notice.count("\n") == 1 and "make setup" in notice
     with pytest.raises(ValueError, match="kind"):
-        attention.bertviz_offline(*cat_sentence, kind="neuron")
+        xc.viz.bertviz_offline(*cat_sentence, kind="neuron")
 
 
 # --------------------------------------------------------------------------------------------

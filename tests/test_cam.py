@@ -12,7 +12,7 @@ TOL = 1e-5
 
 
 def minmax(t):
-    return cam._minmax(t.flatten(1)).view_as(t)
+    return xc.maps.minmax(t)
 
 
 @pytest.fixture(scope="module")
@@ -238,7 +238,7 @@ def test_vit_reshape_rejects_non_square_grids():
 
 def test_overlay_resizes_the_map_to_the_photo():
     photo = np.zeros((50, 70, 3), np.float32)
-    out = cam.overlay(photo, torch.rand(1, 7, 7))
+    out = xc.viz.overlay(photo, torch.rand(1, 7, 7))
     assert out.shape == (50, 70, 3) and out.min() >= 0 and out.max() <= 1
 
 

@@ -3,7 +3,12 @@ import pytest
 import torch
 
 import xaicourse as xc
-from xaicourse.diagnose import corner_masks, diagnose, diagnose_model, dilate, region_share
+from xaicourse.diagnose import cam_patterns as diagnose, corner_masks, diagnose_model, dilate
+from xaicourse.maps import mask_share
+
+
+def region_share(cams, masks, margin=0):
+    return mask_share(cams, dilate(masks, margin))
 
 S = 32
 

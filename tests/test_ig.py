@@ -126,20 +126,17 @@ def test_chunking_invariance(images):
 def test_memory_budget_sets_chunk(images, monkeypatch):
     model = small_cnn()
     sizes = []
-    real = ig._path_gradients
-
-    def spy(model, x, baseline, targets, alphas, count_bytes=False):
-        sizes.append(len(alphas))
-        return real(model, x, baseline, targets, alphas, count_bytes)
-
-    monkeypatch.setattr(ig, "_path_gradients", spy)
-    monkeypatch.setattr(ig, "MEMORY_BUDGET_BYTES", 1)
-    ig.integrated_gradients(model, images, 0, n_steps=4)
-    assert sizes == [1, 1, 1, 1]
-    sizes.clear()
-    monkeypatch.setattr(ig, "MEMORY_BUDGET_BYTES", 2**30)
-    ig.integrated_gradients(model, images, 0, n_steps=10)
-    assert sizes == [1, 9]
+    handle = model.register_forward_pre_hook(lambda _m, args: sizes.append(len(args[0]) // len(images)))
+    try:
+        monkeypatch.setattr(ig, "MEMORY_BUDGET_BYTES", 1)
+        ig.integrated_gradients(model, images, 0, n_steps=4)
+        assert sizes[1:] == [1, 1, 1, 1]  # after the forward pass that finds the targets: one point at a time
+        sizes.clear()
+        monkeypatch.setattr(ig, "MEMORY_BUDGET_BYTES", 2**30)
+        ig.integrated_gradients(model, images, 0, n_steps=10)
+        assert sizes[1:] == [1, 9]  # the first point alone while its bytes are measured, then the rest
+    finally:
+        handle.remove()
 
 
 def test_per_sample_targets_and_baselines(images):

@@ -149,7 +149,7 @@ def test_diagnosis_follows_the_numbers(rank, p_true, overlap, expect):
     labels = ["a", "b"]
     stats = {"predicted": 0, "true": 0 if rank == 1 else 1, "true_rank": rank, "true_probability": p_true,
              "predicted_probability": 0.6, "cam_overlap": overlap}
-    findings = " ".join(interpret.diagnose(stats, labels))
+    findings = " ".join(interpret.findings(stats, labels))
     assert expect in findings
     if rank > 1:
         assert ("same place" in findings) == (overlap >= 0.5) and ("different places" in findings) == (overlap < 0.2)

@@ -9,7 +9,8 @@ from torch import nn
 
 import xaicourse as xc
 from xaicourse.checks import hooks_left
-from xaicourse.saliency import (clip_map, copy_with_captum_relus, gradient_x_input, smoothgrad, to_map,
+from xaicourse.viz import clip_map
+from xaicourse.saliency import (copy_with_captum_relus, gradient_x_input, smoothgrad, to_map,
                                 vanilla_gradient)
 
 
@@ -160,13 +161,14 @@ def test_smoothgrad_seed_and_batch_size(cnn, cat_x):
         torch.testing.assert_close(run(seed=1, batch_size=batch_size), reference, rtol=0, atol=1e-6)
 
 
-def test_default_chunks_split_evenly():
-    from xaicourse.saliency import _auto_batch_size, _chunks
+def test_default_chunks_follow_the_measured_memory(cnn, cat_x):
+    """SmoothGrad's chunks come from the bytes one noisy copy keeps for backward (batching's budget)."""
+    from xaicourse.batching import DEFAULT_BUDGET_BYTES, measure_bytes
+    from xaicourse.targets import score_gradient
 
-    assert list(_chunks(50, 11)) == [(0, 10), (10, 20), (20, 30), (30, 40), (40, 50)]  # equal chunks
-    assert list(_chunks(7, 100)) == [(0, 7)]
-    assert _auto_batch_size(torch.zeros(1, 3, 224, 224)) == 5  # chunks of 5 were fastest and use ~0.8 GB
-    assert _auto_batch_size(torch.zeros(1, 3, 2048, 2048)) == 1
+    _, per_copy = measure_bytes(cnn.model, lambda: score_gradient(cnn.model, cat_x, 282), grad=True)
+    assert 40e6 < per_copy < 120e6  # about 76 MB for EfficientNet-Lite0 at 224 x 224
+    assert DEFAULT_BUDGET_BYTES // per_copy == 5  # chunks of 4-5 were fastest on 2 cores, ~0.9 GB peak
 
 
 # --------------------------------------------------------------------------------------------
@@ -218,7 +220,7 @@ def test_no_hooks_left_after_an_error():
     (lambda m: vanilla_gradient(m, X_TINY, 2), ValueError, "out of range.*0..1"),
     (lambda m: gradient_x_input(m, X_TINY, [0]), ValueError, "one target per sample"),
     (lambda m: smoothgrad(m, X_TINY, n_samples=0), ValueError, "n_samples must be an int >= 1"),
-    (lambda m: smoothgrad(m, X_TINY, n_samples=2.5), ValueError, "n_samples"),
+    (lambda m: smoothgrad(m, X_TINY, n_samples=2.5), TypeError, "n_samples"),  # wrong kind of thing
     (lambda m: smoothgrad(m, X_TINY, noise_level=-0.1), ValueError, "noise_level must be a number >= 0"),
     (lambda m: smoothgrad(m, X_TINY, noise_level=float("nan")), ValueError, "noise_level"),
     (lambda m: smoothgrad(m, X_TINY, batch_size=0), ValueError, "batch_size"),

@@ -4,7 +4,7 @@
     cnn = xc.models.imagenet_cnn()
     x = cnn.preprocess(xc.data.image("cat"))
 
-Submodules load on first use, so ``import xaicourse`` is fast.
+Every submodule is reachable as ``xc.<name>`` and loads on first use, so ``import xaicourse`` is fast.
 """
 import importlib
 
@@ -13,10 +13,14 @@ from . import _torchvision_compat
 _torchvision_compat.install_import_hook()
 
 __version__ = "0.1.0"
-__all__ = [
-    "attention", "cam", "checks", "data", "diagnose", "environment", "hooks", "ig", "interpret", "metrics",
-    "models", "notebooks", "saliency", "targets", "train", "viz", "widgets",
-]
+# Every submodule, by layer (imports only point down; tests/test_architecture.py checks it).
+PLUMBING = ["batching", "environment", "hooks", "inputs", "paths", "targets", "testing"]
+MODELS_AND_DATA = ["data", "models", "train"]
+METHODS = ["attention", "cam", "deeplift", "diagnose", "ig", "lime", "lrp", "maps", "metrics", "saliency", "shapley"]
+VIEWS = ["viz"]
+APPS = ["interpret", "widgets"]
+COURSE = ["checks", "notebooks"]
+__all__ = sorted(PLUMBING + MODELS_AND_DATA + METHODS + VIEWS + APPS + COURSE)
 
 
 def __getattr__(name):

@@ -1,4 +1,4 @@
-"""Attention in Transformers: read the weights, plot them, roll them out, render bertviz offline.
+"""Attention in Transformers: read the weights, combine heads and layers, roll them out (maths only).
 
 Shapes: one text or image gives attentions of shape (layers, heads, T, T) where row i is how query
 token i distributes its attention over the T key tokens (each row sums to 1). A batch of images
@@ -7,23 +7,25 @@ patches in row-major order on a ``grid x grid`` patch grid.
 
 Attention weights say where a head *reads from*, not why the model decided: use them to see the
 model's wiring, and gradients / Integrated Gradients to explain a prediction. Taught in chapter 04
-(section 4.4).
+(section 4.4). The figures (heatmaps, head grids, bertviz offline) are in :mod:`xaicourse.viz.attention`.
 """
 from __future__ import annotations
 
-import base64
 import re
 from typing import NamedTuple
 
-import matplotlib.pyplot as plt
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import environment
+from .batching import batched
+from .inputs import check_choice, check_number
+from .maps import mask_share
+
+__all__ = ["Attended", "HEAD_FUSIONS", "TextAttentions", "cls_maps", "fuse_heads", "get_attentions", "is_special",
+           "layer_map", "mask_mass", "most_attended", "object_attention_share", "patch_coverage", "rollout",
+           "stack_attentions", "vit_attentions"]
 
 HEAD_FUSIONS = ("mean", "max", "min")
-BERTVIZ_ASSETS = {"d3": "d3.min.js", "jquery": "jquery.min.js"}
 _SPECIAL = re.compile(r"^(\[[A-Z]+\]|<[^>]+>)$")
 
 
@@ -35,7 +37,7 @@ class TextAttentions(NamedTuple):
 
 
 def stack_attentions(per_layer, model_name: str = "the model") -> torch.Tensor:
-    """Stack a model's per-layer attentions, each (B, heads, T, T), into (B, layers, heads, T, T).
+    """Stack a model's per-layer attentions, each (B, heads, T, T), into (B, layers, heads, T, T). Chapter 04.
 
     Raises a RuntimeError when the model returned none (e.g. Hugging Face models with SDPA or flash
     attention return ``None``): never an empty result.
@@ -85,9 +87,8 @@ def vit_attentions(vit, x: torch.Tensor) -> torch.Tensor:
 # Combining heads and layers
 # --------------------------------------------------------------------------------------------
 def fuse_heads(attentions: torch.Tensor, head_fusion: str = "mean") -> torch.Tensor:
-    """Combine the heads axis (dim -3) of (..., heads, T, T): "mean", "max" or "min" -> (..., T, T)."""
-    if head_fusion not in HEAD_FUSIONS:
-        raise ValueError(f"head_fusion must be one of {HEAD_FUSIONS}, got {head_fusion!r}")
+    """Combine the heads axis (dim -3) of (..., heads, T, T): "mean", "max" or "min" -> (..., T, T). Chapter 04."""
+    check_choice("head_fusion", head_fusion, HEAD_FUSIONS)
     if head_fusion == "mean":
         return attentions.mean(dim=-3)
     return getattr(attentions, head_fusion)(dim=-3).values
@@ -106,7 +107,8 @@ def rollout(attentions: torch.Tensor, head_fusion: str = "mean", discard_ratio: 
     """
     if attentions.dim() < 4 or attentions.shape[-1] != attentions.shape[-2]:
         raise ValueError(f"attentions must be (..., layers, heads, T, T), got shape {tuple(attentions.shape)}")
-    if not 0.0 <= discard_ratio < 1.0:
+    check_number("discard_ratio", discard_ratio, minimum=0.0, hint=" (the share of weights to drop per row, in [0, 1))")
+    if discard_ratio >= 1.0:
         raise ValueError(f"discard_ratio is the share of weights to drop per row, in [0, 1), got {discard_ratio}")
     fused = fuse_heads(attentions.float(), head_fusion)
     n_tokens = fused.shape[-1]
@@ -115,7 +117,7 @@ def rollout(attentions: torch.Tensor, head_fusion: str = "mean", discard_ratio: 
         smallest = fused.topk(n_drop, dim=-1, largest=False).indices
         fused = fused.scatter(-1, smallest, 0.0)
     if residual:
-        fused = 0.5 * fused + 0.5 * torch.eye(n_tokens)
+        fused = 0.5 * fused + 0.5 * torch.eye(n_tokens, device=fused.device, dtype=fused.dtype)
     sums = fused.sum(dim=-1, keepdim=True)
     fused = torch.where(sums > 0, fused / sums.clamp_min(1e-12), torch.zeros_like(fused))
     result = fused[..., 0, :, :]
@@ -133,7 +135,9 @@ class Attended(NamedTuple):
 
 
 def is_special(token: str) -> bool:
-    """True for tokens such as [CLS], [SEP], [PAD], <s>, </s>."""
+    """True for tokens such as [CLS], [SEP], [PAD], <s>, </s>. Chapter 04."""
+    if not isinstance(token, str):
+        raise TypeError(f"token must be a str (e.g. 'the' or '[CLS]'), got {type(token).__name__}")
     return bool(_SPECIAL.match(token))
 
 
@@ -148,14 +152,14 @@ def most_attended(attentions: torch.Tensor, tokens: list[str]) -> list[Attended]
     matrix = attentions.float().reshape(-1, *attentions.shape[-2:]).mean(dim=0) if attentions.dim() > 2 else attentions.float()
     if matrix.shape != (len(tokens), len(tokens)):
         raise ValueError(f"attentions cover {matrix.shape[-1]} tokens but {len(tokens)} tokens were given")
-    ordinary = torch.tensor([not is_special(t) for t in tokens])
+    ordinary = torch.tensor([not is_special(t) for t in tokens], device=matrix.device)
     result = []
     for i in torch.nonzero(ordinary).flatten().tolist():
         allowed = ordinary.clone()
         allowed[i] = False
         if not allowed.any():
             continue
-        row = torch.where(allowed, matrix[i], torch.tensor(-1.0))
+        row = torch.where(allowed.to(matrix.device), matrix[i], torch.full_like(matrix[i], -1.0))
         j = int(row.argmax())
         result.append(Attended(tokens[i], i, tokens[j], j, float(matrix[i, j])))
     return result
@@ -174,16 +178,8 @@ def cls_maps(attentions: torch.Tensor, grid: int) -> torch.Tensor:
     return attentions[..., 0, 1:].reshape(*attentions.shape[:-2], grid, grid)
 
 
-def upsample(maps: torch.Tensor, size: int) -> torch.Tensor:
-    """Patch-grid maps (..., g, g) -> (..., size, size), bilinear, for overlays on the image."""
-    _check_maps("maps", maps)
-    flat = maps.float().reshape(-1, 1, *maps.shape[-2:])
-    out = F.interpolate(flat, size=(size, size), mode="bilinear", align_corners=False)
-    return out.reshape(*maps.shape[:-2], size, size)
-
-
 def patch_coverage(masks: torch.Tensor, grid: int) -> torch.Tensor:
-    """Share of each patch covered by a pixel mask: (..., S, S) bool -> (..., grid, grid) in [0, 1]."""
+    """Share of each patch covered by a pixel mask: (..., S, S) bool -> (..., grid, grid) in [0, 1]. Chapter 04."""
     _check_maps("masks", masks)
     if masks.shape[-1] % grid or masks.shape[-2] % grid:
         raise ValueError(f"masks of {tuple(masks.shape[-2:])} pixels do not split into a {grid}x{grid} patch grid")
@@ -205,101 +201,13 @@ def mask_mass(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     if masks.dim() == 3 and maps.dim() >= 3 and len(masks) != len(maps):
         raise ValueError(f"{len(masks)} masks for {len(maps)} maps: give one mask per image (N, S, S), one (S, S) "
                          "for all maps, or one (g, g) map for all masks")
-    coverage = patch_coverage(masks, maps.shape[-1])
+    coverage = patch_coverage(masks, maps.shape[-1]).to(maps.device)
     if masks.dim() == 3:  # one mask per image: align with the batch axis of maps
         coverage = coverage.reshape(len(coverage), *[1] * (maps.dim() - 3), *coverage.shape[-2:])
-    total = maps.sum(dim=(-2, -1))
-    inside = (maps * coverage).sum(dim=(-2, -1))
-    return torch.where(total > 0, inside / total.clamp_min(1e-12), torch.zeros_like(total))
-
-
-# --------------------------------------------------------------------------------------------
-# Plots
-# --------------------------------------------------------------------------------------------
-def heatmap(attention, tokens: list[str], title: str | None = None, ax=None, colorbar: bool = True):
-    """One (T, T) attention matrix with token labels: rows are queries, columns are keys."""
-    if tuple(attention.shape) != (len(tokens), len(tokens)):
-        raise ValueError(f"attention of shape {tuple(attention.shape)} does not match {len(tokens)} tokens: "
-                         "give one (T, T) matrix, e.g. attentions[layer, head], and its T tokens")
-    if ax is None:
-        _, ax = plt.subplots(figsize=(0.45 * len(tokens) + 2.5, 0.45 * len(tokens) + 1.5))
-    matrix = attention.detach().cpu().numpy() if isinstance(attention, torch.Tensor) else np.asarray(attention)
-    im = ax.imshow(matrix, cmap="viridis", vmin=0)
-    ax.set_xticks(range(len(tokens)), tokens, rotation=60, ha="right", fontsize=8)
-    ax.set_yticks(range(len(tokens)), tokens, fontsize=8)
-    ax.set_xlabel("key (attended to)")
-    ax.set_ylabel("query (attending)")
-    if title:
-        ax.set_title(title)
-    if colorbar:
-        ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="attention weight")
-    return ax
-
-
-def head_grid(layer_attentions: torch.Tensor, tokens: list[str], title: str | None = None, cols: int = 4):
-    """All heads of one layer, (heads, T, T), as a grid of heatmaps on a shared colour scale."""
-    if layer_attentions.dim() != 3 or layer_attentions.shape[-1] != len(tokens):
-        raise ValueError(f"layer_attentions must be one layer's (heads, T, T) with T = {len(tokens)} tokens, got shape "
-                         f"{tuple(layer_attentions.shape)}: index the layer, e.g. attentions[layer]")
-    heads = layer_attentions.shape[0]
-    rows = -(-heads // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 3.0 * rows), squeeze=False)
-    vmax = float(layer_attentions.max())
-    for head, ax in enumerate(axes.flat):
-        if head >= heads:
-            ax.axis("off")
-            continue
-        im = ax.imshow(layer_attentions[head].cpu().numpy(), cmap="viridis", vmin=0, vmax=vmax)
-        ax.set_title(f"head {head}", fontsize=9)
-        ax.set_xticks(range(len(tokens)), tokens if head // cols == rows - 1 else [], rotation=60, ha="right", fontsize=7)
-        ax.set_yticks(range(len(tokens)), tokens if head % cols == 0 else [], fontsize=7)
-    fig.colorbar(im, ax=axes, fraction=0.02, pad=0.02, label="attention weight")
-    if title:
-        fig.suptitle(title)
-    return fig
-
-
-# --------------------------------------------------------------------------------------------
-# bertviz with no network
-# --------------------------------------------------------------------------------------------
-def bertviz_offline(attentions: torch.Tensor, tokens: list[str], kind: str = "head", **options):
-    """bertviz's ``head_view`` or ``model_view`` (``kind``) that renders with no network.
-
-    bertviz loads require.js, d3 and jQuery from a CDN. Here require.js is inlined and the d3/jQuery
-    paths become data: URLs, built from the copies ``make setup`` fetched into ``.assets/``; no
-    http(s) URL is left in the HTML. Without those files, prints a one-line notice and returns the
-    course's own explorer widget instead. ``attentions``: (layers, heads, T, T); ``options`` go to
-    bertviz (e.g. ``layer=2, heads=[0, 1]``). Returns an IPython ``HTML`` object. Taught in chapter 04.
-    """
-    import bertviz
-    from IPython.display import HTML
-
-    views = {"head": bertviz.head_view, "model": bertviz.model_view}
-    if kind not in views:
-        raise ValueError(f"kind must be 'head' or 'model', got {kind!r}")
-    try:
-        require_js = environment.asset("require.js").read_text()
-        libraries = {key: environment.asset(name).read_bytes() for key, name in BERTVIZ_ASSETS.items()}
-    except environment.MissingAsset as missing:
-        print(f"bertviz offline: {missing}. Showing the course's own attention explorer instead.")
-        from . import widgets
-
-        return widgets.attention_explorer(attentions, tokens)
-    html = views[kind](tuple(a.unsqueeze(0) for a in attentions), tokens, html_action="return", **options).data
-    return HTML(offline_html(html, require_js, libraries))
-
-
-def offline_html(html: str, require_js: str, libraries: dict[str, bytes]) -> str:
-    """Rewrite bertviz's HTML to need no network (see :func:`bertviz_offline`)."""
-    html = re.sub(r'<script src="[^"]*require[^"]*"></script>', lambda _: f"<script>\n{require_js}\n</script>", html)
-    for key, source in libraries.items():
-        url = "data:text/javascript;base64," + base64.b64encode(source).decode("ascii")
-        html, found = re.subn(rf"{key}: '[^']*'", lambda _: f"{key}: '{url}'", html)
-        if found != 1:
-            raise RuntimeError(f"bertviz's HTML changed: no path for {key!r} to rewrite (bertviz version?)")
-    # What is left are URLs in JavaScript comments and XML namespace strings, which fetch nothing;
-    # ":\/\/" is the same string in JavaScript, so the page needs and shows no network address.
-    return html.replace("://", r":\/\/")
+    coverage = coverage.expand(*torch.broadcast_shapes(coverage.shape, maps.shape))
+    flat_maps = maps.expand_as(coverage).reshape(-1, *maps.shape[-2:])
+    share = mask_share(flat_maps, coverage.reshape(-1, *coverage.shape[-2:]))
+    return share.reshape(coverage.shape[:-2])
 
 
 def layer_map(attentions: torch.Tensor, grid: int, layer: int, head: int | str = "mean") -> torch.Tensor:
@@ -321,26 +229,29 @@ def layer_map(attentions: torch.Tensor, grid: int, layer: int, head: int | str =
 
 
 @torch.no_grad()
-def object_attention_share(vit, images: torch.Tensor, masks: torch.Tensor, batch_size: int = 100) -> dict:
+def object_attention_share(vit, images: torch.Tensor, masks: torch.Tensor, batch_size: int | None = None) -> dict:
     """How much of the CLS token's attention falls on the object, averaged over a set of images.
 
     ``images`` (N, 3, S, S) in [0, 1] and object ``masks`` (N, S, S), e.g. from ``data.shapes``.
     Returns tensors: "heads" (layers, heads) per head, "layers" (layers,) for the mean of each
     layer's heads, "rollout" (a scalar) for the rollout over all layers, and "uniform" (a scalar),
-    the share a uniform map gets (the object's area share). Taught in chapter 04.
+    the share a uniform map gets (the object's area share). ``batch_size``: images per pass (None:
+    from the memory budget of :mod:`xaicourse.batching`). Taught in chapter 04.
     """
     if len(masks) != len(images):
         raise ValueError(f"{len(masks)} masks for {len(images)} images: give one object mask per image")
-    parts = {"heads": [], "layers": [], "rollout": [], "uniform": []}
-    for start in range(0, len(images), batch_size):
-        mask = masks[start:start + batch_size]
-        attentions = vit_attentions(vit, vit.preprocess(images[start:start + batch_size]))
+
+    def shares(items: slice):
+        mask = masks[items]
+        attentions = vit_attentions(vit, vit.preprocess(images[items]))
         maps = cls_maps(attentions, vit.grid)  # (B, layers, heads, g, g)
-        parts["heads"].append(mask_mass(maps, mask))
-        parts["layers"].append(mask_mass(maps.mean(dim=2), mask))
-        parts["rollout"].append(mask_mass(cls_maps(rollout(attentions), vit.grid), mask))
-        parts["uniform"].append(mask_mass(torch.ones(len(mask), vit.grid, vit.grid), mask))
-    return {name: torch.cat(values).mean(dim=0) for name, values in parts.items()}
+        return {"heads": mask_mass(maps, mask), "layers": mask_mass(maps.mean(dim=2), mask),
+                "rollout": mask_mass(cls_maps(rollout(attentions), vit.grid), mask),
+                "uniform": mask_mass(torch.ones(len(mask), vit.grid, vit.grid, device=maps.device), mask)}
+
+    parts = [chunk for _, chunk in batched(len(images), shares, model=vit.model, batch_size=batch_size, grad=False,
+                                           desc="images")]
+    return {name: torch.cat([part[name] for part in parts]).mean(dim=0) for name in parts[0]}
 
 
 def _check_maps(name: str, maps) -> None:

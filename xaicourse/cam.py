@@ -8,7 +8,7 @@ They differ only in the channel weights w_k (the pytorch-grad-cam idea), so each
 few lines on top of one shared core:
 
 * ``grad_cam``: w_k = spatial mean of d(score)/dA^k.
-* ``grad_cam_pp``: the closed form of Chattopadhyay et al. (2018), eq. 19, which assumes the
+* ``grad_cam_pp``: the closed form of Chattopadhay et al. (2018), eq. 19, which assumes the
   explained output is exp(score): the second and third derivatives become grads**2 and grads**3.
 * ``score_cam``: gradient-free; w_k = softmax over channels of the target score when the input is
   masked by the (upsampled, min-max scaled) map A^k. The masked inputs run in chunks.
@@ -22,53 +22,73 @@ The model is left as found (mode, requires_grad, .grad, no hooks): gradients com
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
+from contextlib import ExitStack
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .inputs import model_input
+from .batching import batched
 from .hooks import find_layer, record_layer
+from .inputs import check_int, explainer, model_input, run_model
+from .maps import minmax, upsample
+from .saliency import guided_backprop
 from .targets import resolve_targets, select
 
-# Score-CAM: bytes of working memory per masked input, as a multiple of the input's own size
-# (intermediate activations under no_grad; about 60x measured for EfficientNet-Lite0 at 224),
-# and the budget that picks batch_size=None (6 images per chunk at 224 x 224).
-_ACTIVATION_FACTOR = 64
-_MEMORY_BUDGET = 256 * 2**20
+__all__ = ["depth_layers", "find_target_layer", "grad_cam", "grad_cam_pp", "guided_grad_cam", "layer_grids",
+           "prefix_tokens", "score_cam", "upsample", "vit_reshape"]
+
+# Score-CAM runs without gradients; its masked inputs go through the model in chunks that fit here.
+SCORE_CAM_BUDGET_BYTES = 256 * 2**20
 
 _SPATIAL = (nn.Conv2d, nn.BatchNorm2d)
 _NOT_SPATIAL = (nn.Linear, nn.Flatten, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
 
 
 # --------------------------------------------------------------------------------------------
-# The three methods: each only says how to weigh the channels
+# The methods: each only says how to weigh the channels
 # --------------------------------------------------------------------------------------------
+@explainer(zero_warning=False)
 def grad_cam(model: nn.Module, layer, x: torch.Tensor, target=None, *, reshape=None) -> torch.Tensor:
     """Grad-CAM (Selvaraju et al., 2017): (B, H, W) in [0, 1]. Chapter 02, section 4.2."""
     return _cam(model, layer, x, target, reshape, _grad_cam_weights, needs_gradients=True)
 
 
+@explainer(zero_warning=False)
 def grad_cam_pp(model: nn.Module, layer, x: torch.Tensor, target=None, *, reshape=None) -> torch.Tensor:
-    """Grad-CAM++ (Chattopadhyay et al., 2018), closed form: (B, H, W) in [0, 1]. Chapter 02, section 4.2."""
+    """Grad-CAM++ (Chattopadhay et al., 2018), closed form: (B, H, W) in [0, 1]. Chapter 02, section 4.2."""
     return _cam(model, layer, x, target, reshape, _grad_cam_pp_weights, needs_gradients=True)
 
 
+@explainer(zero_warning=False)
 def score_cam(model: nn.Module, layer, x: torch.Tensor, target=None, *, reshape=None,
               batch_size: int | None = None) -> torch.Tensor:
     """Score-CAM (Wang et al., 2020), gradient-free: (B, H, W) in [0, 1]. Chapter 02, section 4.2.
 
     Runs one forward pass per channel of ``layer`` and sample, ``batch_size`` masked inputs at a
-    time (None: as many as fit in a 256 MB working-memory budget).
+    time (None: sized from :data:`SCORE_CAM_BUDGET_BYTES`, see :mod:`xaicourse.batching`); shows a
+    progress bar when that takes more than a few seconds. The channel weights are the softmax of
+    the masked scores over the channels, as pytorch-grad-cam computes them.
     """
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
-        raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
+    if batch_size is not None:
+        check_int("batch_size", batch_size)
 
     def weights(acts, _grads, x, targets):
         return _score_cam_weights(model, acts, x, targets, batch_size)
 
     return _cam(model, layer, x, target, reshape, weights, needs_gradients=False)
+
+
+@explainer
+def guided_grad_cam(model: nn.Module, layer, x: torch.Tensor, target=None, *, reshape=None) -> torch.Tensor:
+    """Guided Grad-CAM (Selvaraju et al., 2017): Guided Backprop times the upsampled Grad-CAM, (B, C, H, W).
+
+    The product keeps Guided Backprop's fine edges where Grad-CAM finds class evidence. Like Guided
+    Backprop it barely changes when the model's weights are randomised (chapters 07 and 08).
+    """
+    maps = grad_cam(model, layer, x, target, reshape=reshape)
+    return guided_backprop(model, x, target) * maps[:, None]
 
 
 def _grad_cam_weights(acts, grads, _x, _targets):
@@ -85,16 +105,15 @@ def _grad_cam_pp_weights(acts, grads, _x, _targets):
 
 @torch.no_grad()
 def _score_cam_weights(model, acts, x, targets, batch_size):
-    if batch_size is None:
-        per_input = x[0].numel() * x.element_size() * _ACTIVATION_FACTOR
-        batch_size = max(1, _MEMORY_BUDGET // per_input)
-    scores = torch.empty(acts.shape[:2], device=x.device)
+    scores = torch.empty(acts.shape[:2], device=x.device, dtype=x.dtype)
     for b in range(len(x)):
-        for start in range(0, acts.shape[1], batch_size):  # masks are made chunk by chunk, too
-            masks = F.interpolate(acts[b:b + 1, start:start + batch_size], size=x.shape[-2:], mode="bilinear",
-                                  align_corners=True)[0]
-            masks = _minmax(masks.flatten(1)).view_as(masks)
-            scores[b, start:start + len(masks)] = model(x[b] * masks[:, None])[:, targets[b]]
+        def masked_scores(channels: slice, b=b):
+            masks = upsample(acts[b, channels], x.shape[-2:], normalize=True, align_corners=True)  # masks made chunk by chunk, too
+            return run_model(model, x[b] * masks[:, None])[:, targets[b]]
+
+        for channels, chunk in batched(acts.shape[1], masked_scores, model=model, batch_size=batch_size, grad=False,
+                                       budget=SCORE_CAM_BUDGET_BYTES, desc=f"Score-CAM masks (image {b + 1}/{len(x)})"):
+            scores[b, channels] = chunk
     return scores.softmax(dim=1)
 
 
@@ -103,10 +122,14 @@ def _score_cam_weights(model, acts, x, targets, batch_size):
 # --------------------------------------------------------------------------------------------
 def _cam(model, layer, x, target, reshape, channel_weights: Callable, needs_gradients: bool) -> torch.Tensor:
     x = model_input(model, x)
-    name, module = find_layer(model, find_target_layer(model) if layer is None else layer)
-    reshape = _reshape_function(reshape)
+    if layer is None:
+        layer = find_target_layer(model)
+        if reshape is None and _is_token_model(model):
+            reshape = "vit"
+    name, module = find_layer(model, layer)
+    reshape = _reshape_function(reshape, model)
     with record_layer(model, module, keep_graph=needs_gradients) as rec, torch.set_grad_enabled(needs_gradients):
-        logits = model(x.detach().requires_grad_(needs_gradients))
+        logits = run_model(model, x.detach().requires_grad_(needs_gradients))
         targets = resolve_targets(target, logits)
         if rec.activations is None:
             raise ValueError(f"layer {name!r} did not run in the model's forward pass: pick a layer the input goes through")
@@ -116,28 +139,22 @@ def _cam(model, layer, x, target, reshape, channel_weights: Callable, needs_grad
             grads = _spatial(torch.autograd.grad(select(logits, targets).sum(), rec.activations)[0], reshape, name)
     weights = channel_weights(acts, grads, x, targets)  # (B, K)
     cam = (weights[:, :, None, None] * acts).sum(dim=1).clamp(min=0)
-    return upsample(cam, x.shape[-2:])
+    _warn_if_empty(cam, grads, name)
+    return upsample(cam, x.shape[-2:], normalize=True)
 
 
-def upsample(cam: torch.Tensor, size) -> torch.Tensor:
-    """(B, h, w) maps -> (B, H, W): bilinear (half-pixel centres, as cv2.resize), then min-max per map.
-
-    ``size``: (H, W) or one int for a square. A constant map (e.g. all zeros after the ReLU) becomes
-    zeros, never NaN.
-    """
-    if not isinstance(cam, torch.Tensor) or cam.dim() != 3:
-        shape = tuple(cam.shape) if isinstance(cam, torch.Tensor) else type(cam).__name__
-        raise ValueError(f"cam must be a stack of maps (B, h, w), got shape {shape} (one map? add cam[None])")
-    size = (size, size) if isinstance(size, int) else tuple(size)
-    cam = F.interpolate(cam[:, None].float(), size=size, mode="bilinear", align_corners=False)[:, 0]
-    return _minmax(cam.flatten(1)).view_as(cam)
-
-
-def _minmax(flat: torch.Tensor) -> torch.Tensor:
-    """Scale each row of (..., N) to [0, 1]; constant rows become zeros."""
-    low = flat.min(dim=-1, keepdim=True).values
-    span = flat.max(dim=-1, keepdim=True).values - low
-    return torch.where(span > 0, (flat - low) / torch.where(span > 0, span, torch.ones_like(span)), torch.zeros_like(flat))
+def _warn_if_empty(cam: torch.Tensor, grads: torch.Tensor | None, name: str) -> None:
+    empty = (cam.flatten(1) == 0).all(dim=1)
+    if not empty.any():
+        return
+    which = empty.nonzero().flatten().tolist()[:8]
+    if grads is not None and (grads[empty].flatten(1) == 0).all():
+        cause = (f"the target's gradient does not reach the positions of layer {name!r} (in the last block of a "
+                 "Vision Transformer only the class token gets a gradient): use blocks[-1].norm1 or an earlier block")
+    else:
+        cause = (f"no positive evidence for the class at layer {name!r}: the weighted sum of its channels is <= 0 "
+                 "everywhere; try another layer or check that the class is in the image")
+    warnings.warn(f"the CAM of sample(s) {which} is all zeros: {cause}", stacklevel=4)
 
 
 def _spatial(t: torch.Tensor, reshape, name: str) -> torch.Tensor:
@@ -167,21 +184,47 @@ def vit_reshape(tokens: torch.Tensor, prefix_tokens: int = 1) -> torch.Tensor:
     return patches.reshape(len(patches), side, side, -1).permute(0, 3, 1, 2)
 
 
-def _reshape_function(reshape):
+def prefix_tokens(model: nn.Module, n_tokens: int) -> int:
+    """How many tokens before the patches a token model adds (class, distillation, register tokens). Chapter 09.
+
+    Read from the model where it says (timm's ``num_prefix_tokens``; ``cls_token``, ``dist_token``
+    and ``reg_token`` parameters), else the tokens beyond the largest square grid that fits.
+    """
+    declared = getattr(model, "num_prefix_tokens", None)
+    if isinstance(declared, int):
+        return declared
+    extra = [getattr(model, name, None) for name in ("cls_token", "dist_token", "reg_token")]
+    counted = sum(t.shape[1] for t in extra if isinstance(t, torch.Tensor) and t.ndim == 3)
+    if counted:
+        return counted
+    return n_tokens - int(n_tokens**0.5) ** 2
+
+
+def _reshape_function(reshape, model: nn.Module):
     if reshape is None or callable(reshape):
         return reshape
     if reshape == "vit":
-        return vit_reshape
+        return lambda tokens: vit_reshape(tokens, prefix_tokens(model, tokens.shape[1]))
     raise ValueError(f"reshape must be None, 'vit' or a function (B, T, D) -> (B, D, h, w), got {reshape!r}")
 
 
-def find_target_layer(model: nn.Module) -> nn.Module:
-    """The last spatial layer of a CNN, the usual Grad-CAM choice. Chapter 02.
+def _is_token_model(model: nn.Module) -> bool:
+    blocks = getattr(model, "blocks", None)
+    return isinstance(blocks, (nn.Sequential, nn.ModuleList)) and len(blocks) > 0 and hasattr(blocks[-1], "norm1")
 
-    Takes the last Conv2d / BatchNorm2d, then widens to the largest block that ends with it and
+
+def find_target_layer(model: nn.Module) -> nn.Module:
+    """The usual Grad-CAM layer: the last spatial layer of a CNN, or ``blocks[-1].norm1`` of a ViT. Chapter 02.
+
+    For a CNN: the last Conv2d / BatchNorm2d, widened to the largest block that ends with it and
     still outputs a feature map (e.g. resnet's ``layer4``, whose output includes the residual sum
-    and ReLU). Raises ValueError, listing the model's layers, when there is no spatial layer.
+    and ReLU). For a Vision Transformer (a ``blocks`` list whose blocks have ``norm1``, as in timm
+    and the course's tiny ViT): the first LayerNorm of the last block, whose patch tokens still get a
+    gradient (after the last block only the class token does); use it with ``reshape="vit"``.
+    Raises ValueError, listing the model's layers, when there is no usable layer.
     """
+    if _is_token_model(model):
+        return model.blocks[-1].norm1
     named = list(model.named_modules())
     spatial = [name for name, m in named if isinstance(m, _SPATIAL)]
     if not spatial:
@@ -218,23 +261,7 @@ def depth_layers(model: nn.Module) -> dict[str, nn.Module]:
 @torch.no_grad()
 def layer_grids(model: nn.Module, layers: dict, x: torch.Tensor) -> dict[str, tuple[int, ...]]:
     """The output grid (h, w) of each named layer for input ``x``, from one forward pass. Chapter 02."""
-    from contextlib import ExitStack
-
     with ExitStack() as stack:
         records = {name: stack.enter_context(record_layer(model, layer)) for name, layer in layers.items()}
-        model(model_input(model, x))
+        run_model(model, model_input(model, x))
     return {name: tuple(rec.activations.shape[-2:]) for name, rec in records.items()}
-
-
-def overlay(img, cam: torch.Tensor, alpha: float = 0.5):
-    """A photo (H, W, 3) with one CAM ((H', W') or (1, H', W')) blended on top, resized to the photo."""
-    from . import viz
-
-    cam = torch.as_tensor(cam).detach().float().cpu()
-    if cam.dim() < 2:
-        raise ValueError(f"cam must be one map (H, W) or (1, H, W), got shape {tuple(cam.shape)}")
-    cam = cam.reshape(-1, *cam.shape[-2:])[:1]
-    height, width = viz.to_numpy(img).shape[:2]
-    if cam.shape[-2:] != (height, width):
-        cam = upsample(cam, (height, width))
-    return viz.overlay(img, cam[0], alpha=alpha)

@@ -1,6 +1,6 @@
 """Reading CAMs for shortcut learning: the four warning patterns of chapter 02.
 
-A single heat map proves little; the same pattern over many images is evidence. ``diagnose(cams)``
+A single heat map proves little; the same pattern over many images is evidence. ``cam_patterns(cams)``
 measures, per map, and flags a pattern when it shows up in at least ``min_fraction`` of the batch:
 
 1. ``corners``: the map peaks in one of the image corners (labels, burned-in text, markers,
@@ -10,7 +10,7 @@ measures, per map, and flags a pattern when it shows up in at least ``min_fracti
    context, background or a different part of the image;
 4. ``one_sided``: the maps' centres of mass lean to one side on average: a position bias.
 
-``diagnose_model`` computes the CAMs of a model over several images and diagnoses them, like the
+:func:`diagnose_model` computes the CAMs of a model over several images and diagnoses them, like the
 source's ``diagnose_model`` but with numbers instead of a stack of figures. Taught in chapter 02.
 """
 from __future__ import annotations
@@ -21,7 +21,9 @@ import torch
 import torch.nn.functional as F
 
 from . import cam as cam_methods
-from .metrics import mask_energy
+from .maps import mask_share
+
+__all__ = ["Diagnosis", "HINTS", "cam_patterns", "corner_masks", "diagnose_model", "dilate"]
 
 HINTS = {
     "corners": "the maps peak in the image corners: look for labels, burned-in text or markers there",
@@ -62,7 +64,7 @@ class Diagnosis:
         return "\n".join(lines)
 
 
-def diagnose(cams: torch.Tensor, masks: torch.Tensor | None = None, *, corner: float = 1 / 3,
+def cam_patterns(cams: torch.Tensor, masks: torch.Tensor | None = None, *, corner: float = 1 / 3,
              uniform_threshold: float = 0.5, object_threshold: float = 0.5,
              side_threshold: float = 0.3, margin: int = 0, min_fraction: float = 0.3) -> Diagnosis:
     """Flag the four warning patterns over a batch of maps ``cams`` (B, H, W) (non-negative, e.g. CAMs).
@@ -73,6 +75,7 @@ def diagnose(cams: torch.Tensor, masks: torch.Tensor | None = None, *, corner: f
     of the image, the chance level of a peak there). ``uniform_threshold``: spread above which a map counts as flat; ``object_threshold``:
     object share below which a map counts as outside; ``side_threshold``: mean centroid offset that
     counts as one-sided; ``min_fraction``: share of the maps that must show a pattern to flag it.
+    Chapter 02.
     """
     cams = _check_maps(cams)
     if not 0 < corner <= 0.5:
@@ -80,7 +83,7 @@ def diagnose(cams: torch.Tensor, masks: torch.Tensor | None = None, *, corner: f
     b, h, w = cams.shape
     positive = cams.clamp(min=0)
     corners = corner_masks(h, w, corner).to(cams.device)
-    corner_share = mask_energy(positive, corners.expand(b, h, w))
+    corner_share = mask_share(positive, corners)
     peak = positive.flatten(1).amax(dim=1)
     corner_peak = corners.flatten()[positive.flatten(1).argmax(dim=1)] & (peak > 0)
     spread = torch.where(peak > 0, positive.flatten(1).mean(dim=1) / peak.clamp(min=1e-12), torch.ones_like(peak))
@@ -88,7 +91,7 @@ def diagnose(cams: torch.Tensor, masks: torch.Tensor | None = None, *, corner: f
     if masks is not None:
         if masks.shape != cams.shape:
             raise ValueError(f"masks must match the maps' shape {tuple(cams.shape)}, got {tuple(masks.shape)}")
-        object_share = region_share(positive, masks, margin)
+        object_share = mask_share(positive, dilate(masks, margin))
     centroid = _centroid(positive)
     flags = {"corners": corner_peak.float().mean().item(),
              "uniform": (spread > uniform_threshold).float().mean().item()}
@@ -104,32 +107,29 @@ def diagnose_model(model, layer, images: torch.Tensor, target=None, *, masks=Non
     """CAMs of ``model`` at ``layer`` for ``images`` (B, C, H, W), then :func:`diagnose`.
 
     ``method``: a CAM function of :mod:`xaicourse.cam` (default ``grad_cam``); ``kwargs`` go to
-    :func:`diagnose`. The returned diagnosis keeps the maps in ``.cams``. Chapter 02.
+    :func:`cam_patterns`. The returned diagnosis keeps the maps in ``.cams``. Chapter 02.
     """
     method = method or cam_methods.grad_cam
     cams = method(model, layer, images, target)
-    result = diagnose(cams, masks, **kwargs)
+    result = cam_patterns(cams, masks, **kwargs)
     result.cams = cams
     return result
 
 
-def region_share(cams: torch.Tensor, masks: torch.Tensor, margin: int = 0) -> torch.Tensor:
-    """Share of each map's positive energy inside ``masks`` grown by ``margin`` pixels, (B,) in [0, 1]."""
-    return mask_energy(cams, dilate(masks, margin))
-
-
 def dilate(masks: torch.Tensor, pixels: int) -> torch.Tensor:
-    """Grow boolean masks (B, H, W) by ``pixels`` in every direction (a square structuring element)."""
+    """Grow boolean masks (B, H, W) by ``pixels`` in every direction (a square structuring element). Chapter 02."""
     if pixels < 0:
         raise ValueError(f"pixels must be >= 0, got {pixels}")
     if pixels == 0:
         return masks.bool()
+    if not isinstance(masks, torch.Tensor) or masks.ndim != 3:
+        raise ValueError(f"masks must be a bool tensor (B, H, W), got {getattr(masks, 'shape', type(masks).__name__)}")
     grown = F.max_pool2d(masks[:, None].float(), kernel_size=2 * pixels + 1, stride=1, padding=pixels)
     return grown[:, 0] > 0
 
 
 def corner_masks(h: int, w: int, corner: float = 1 / 3) -> torch.Tensor:
-    """(H, W) bool: the four corner squares whose side is ``corner`` times the image side."""
+    """(H, W) bool: the four corner squares whose side is ``corner`` times the image side. Chapter 02."""
     if not 0 < corner <= 0.5:
         raise ValueError(f"corner is a fraction of the image side in (0, 0.5] (larger corners overlap), got {corner}")
     ch, cw = max(1, round(corner * h)), max(1, round(corner * w))
@@ -148,7 +148,7 @@ def _centroid(positive: torch.Tensor) -> torch.Tensor:
     x = (positive.sum(dim=1) * xs).sum(dim=1)
     y = (positive.sum(dim=2) * ys).sum(dim=1)
     safe = total.clamp(min=1e-12)
-    return torch.where(total[:, None] > 0, torch.stack([x / safe, y / safe], dim=1), torch.zeros(b, 2, device=positive.device))
+    return torch.where(total[:, None] > 0, torch.stack([x / safe, y / safe], dim=1), torch.zeros(b, 2, device=positive.device, dtype=positive.dtype))
 
 
 def _check_maps(cams) -> torch.Tensor:

@@ -1,11 +1,16 @@
-"""Recording what a layer computes: the only place the course registers hooks.
+"""Recording what a layer computes, and leaving the model as found: the only place the course registers hooks.
 
 ``record_layer(model, layer)`` is a context manager. Inside it, a forward pass stores the layer's
 output in ``rec.activations``; a backward pass through that output stores d(score)/d(output) in
 ``rec.gradients``. The hooks are removed in ``finally``, also when the block raises. The gradient
 comes from a tensor hook on the output, not from the deprecated ``register_backward_hook`` of the
 source chapter (which reports gradients of the wrong tensor for layers with several operations).
-Taught in chapter 02.
+
+In-place operations after the layer (``nn.ReLU(inplace=True)`` in torchvision's VGG and ResNet)
+would overwrite the recorded output: the forward hook hands the rest of the model a copy, so the
+recorded tensor keeps the layer's own values, and its version counter proves it (checked when the
+block ends). :func:`eval_mode` runs a block with the model in eval mode and restores each module's
+mode afterwards. Taught in chapter 02.
 """
 from __future__ import annotations
 
@@ -15,16 +20,19 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+__all__ = ["Recording", "eval_mode", "expect_no_hooks", "find_layer", "hooks_left", "record_layer"]
+
 
 @dataclass
 class Recording:
+    """What :func:`record_layer` saw: the layer's output (B, ...) and d(score)/d(output), or None."""
+
     activations: torch.Tensor | None = None
     gradients: torch.Tensor | None = None
-    keep_graph: bool = False
 
 
 def find_layer(model: nn.Module, layer: nn.Module | str) -> tuple[str, nn.Module]:
-    """``layer`` as (name, module); accepts the module itself or its dotted name in ``model``."""
+    """``layer`` as (name, module); accepts the module itself or its dotted name in ``model``. Chapter 02."""
     if isinstance(layer, str):
         modules = dict(model.named_modules())
         if layer not in modules:
@@ -42,24 +50,31 @@ def find_layer(model: nn.Module, layer: nn.Module | str) -> tuple[str, nn.Module
 
 @contextmanager
 def record_layer(model: nn.Module, layer: nn.Module | str, *, keep_graph: bool = False):
-    """Record ``layer``'s output and its gradient during the passes run inside the block.
+    """Record ``layer``'s output and its gradient during the passes run inside the block. Chapter 02.
 
-    The stored activations are detached unless ``keep_graph=True`` (for methods that need
-    higher-order derivatives). Only the last forward pass is kept.
+    The stored activations are detached unless ``keep_graph=True`` (then ``rec.activations`` is the
+    graph node itself, so ``torch.autograd.grad(score, rec.activations)`` works). Only the last
+    forward pass is kept. A layer whose output is a tuple is recorded by its first element.
     """
     _, module = find_layer(model, layer)
-    rec = Recording(keep_graph=keep_graph)
-    tensor_hooks = []
+    rec = Recording()
+    tensor_hooks, versions = [], []
 
     def on_forward(_module, _inputs, output):
-        if isinstance(output, (tuple, list)):
-            output = output[0]
-        if not isinstance(output, torch.Tensor):
+        first = output[0] if isinstance(output, (tuple, list)) else output
+        if not isinstance(first, torch.Tensor):
             raise TypeError(f"layer {type(_module).__name__} returns {type(output).__name__}, not a tensor: pick another layer")
-        rec.activations = output if keep_graph else output.detach()
+        rec.activations = first if keep_graph else first.detach()
         rec.gradients = None
-        if output.requires_grad:
-            tensor_hooks.append(output.register_hook(_store_gradient))
+        versions[:] = [(first, first._version)]
+        if first.requires_grad:
+            tensor_hooks.append(first.register_hook(_store_gradient))
+        passed_on = first.clone()  # later in-place ops change this copy, not the recorded output
+        if isinstance(output, tuple):
+            return (passed_on, *output[1:])
+        if isinstance(output, list):
+            return [passed_on, *output[1:]]
+        return passed_on
 
     def _store_gradient(grad):
         rec.gradients = grad.detach()
@@ -71,6 +86,23 @@ def record_layer(model: nn.Module, layer: nn.Module | str, *, keep_graph: bool =
         handle.remove()
         for h in tensor_hooks:
             h.remove()
+    for tensor, version in versions:
+        if tensor._version != version:
+            raise RuntimeError(f"the output of layer {type(module).__name__} was changed in place after it was recorded, "
+                               "so its recorded values are not the layer's: record a layer whose output is not "
+                               "modified in place")
+
+
+@contextmanager
+def eval_mode(model: nn.Module):
+    """Run the block with every module of ``model`` in eval mode; restore each module's mode after. Chapter 02."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, training in modes:
+            module.training = training
 
 
 def hooks_left(model: nn.Module) -> int:

@@ -24,8 +24,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from .inputs import model_input, run_model
+from .batching import batched
+from .inputs import check_int, explainer, generator, model_input, run_model
 from .targets import resolve_targets, select
+
+__all__ = ["BASELINES", "MEMORY_BUDGET_BYTES", "RULES", "black_baseline", "blur_baseline", "completeness_delta",
+           "from_pixels", "integrated_gradients", "make_baseline", "multi_baseline_ig", "noise_baseline", "path",
+           "path_derivative", "quadrature", "steps_for_tolerance", "white_baseline"]
 
 RULES = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre")
 BASELINES = ("black", "white", "noise", "blur", "zero")
@@ -38,7 +43,7 @@ MEMORY_BUDGET_BYTES = 384 * 2**20
 # Quadrature rules and the path
 # --------------------------------------------------------------------------------------------
 def quadrature(method: str, n_steps: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Nodes ``alphas`` (n_steps,) in [0, 1] and weights (n_steps,) summing to 1, float64.
+    """Nodes ``alphas`` (n_steps,) in [0, 1] and weights (n_steps,) summing to 1, float64. Chapter 03.
 
     ``riemann_trapezoid`` uses the textbook trapezoid rule: nodes ``linspace(0, 1, n)``, step
     ``1 / (n - 1)`` with half weight at both ends, so the weights sum to 1. Captum's
@@ -72,7 +77,7 @@ def quadrature(method: str, n_steps: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def path(x: torch.Tensor, baseline: torch.Tensor, alphas) -> torch.Tensor:
-    """The interpolated inputs ``baseline + alpha * (x - baseline)``: shape (len(alphas), *x.shape).
+    """The interpolated inputs ``baseline + alpha * (x - baseline)``: shape (len(alphas), *x.shape). Chapter 03.
 
     ``alphas`` is a sequence or 1-D tensor; alpha = 0 gives the baseline, alpha = 1 the input.
     """
@@ -85,6 +90,7 @@ def path(x: torch.Tensor, baseline: torch.Tensor, alphas) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------
 # Integrated Gradients
 # --------------------------------------------------------------------------------------------
+@explainer
 def integrated_gradients(model: nn.Module, x: torch.Tensor, target=None, *, baseline=None, n_steps: int = 50,
                          method: str = "gausslegendre", batch_size: int | None = None, return_delta: bool = False):
     """Integrated Gradients of ``model``'s target logit: a tensor shaped like ``x`` (B, ...).
@@ -103,8 +109,8 @@ def integrated_gradients(model: nn.Module, x: torch.Tensor, target=None, *, base
     x = model_input(model, x, image=False)
     baseline = _as_baseline(baseline, x)
     alphas, weights = quadrature(method, n_steps)
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
-        raise ValueError(f"batch_size must be a positive int or None (sized from memory), got {batch_size!r}")
+    if batch_size is not None:
+        check_int("batch_size", batch_size)
     with torch.no_grad():
         targets = resolve_targets(target, run_model(model, x))
     total = torch.zeros_like(x, dtype=torch.float64)
@@ -117,42 +123,19 @@ def integrated_gradients(model: nn.Module, x: torch.Tensor, target=None, *, base
 
 
 def _chunked_path_gradients(model, x, baseline, targets, alphas, batch_size):
-    """Yield (slice of alphas, their gradients) in order, chunks sized by ``batch_size`` or the budget."""
-    start, size = 0, batch_size or 1
-    while start < len(alphas):
-        chunk = slice(start, min(start + size, len(alphas)))
-        grads, saved = _path_gradients(model, x, baseline, targets, alphas[chunk], count_bytes=batch_size is None and start == 0)
-        if saved is not None:
-            size = max(1, MEMORY_BUDGET_BYTES // max(saved, 1))
-        yield chunk, grads
-        start = chunk.stop
+    """Yield (slice of alphas, their gradients (k, *x.shape)) in order, in memory-bounded chunks."""
+    def gradients(chunk: slice):
+        points = path(x, baseline, alphas[chunk]).reshape(-1, *x.shape[1:]).detach().requires_grad_(True)
+        with torch.enable_grad():
+            score = select(run_model(model, points), targets.repeat(chunk.stop - chunk.start)).sum()
+            (grads,) = torch.autograd.grad(score, points)
+        return grads.reshape(chunk.stop - chunk.start, *x.shape)
+
+    yield from batched(len(alphas), gradients, model=model, batch_size=batch_size, budget=MEMORY_BUDGET_BYTES,
+                       desc="IG path points")
 
 
-def _path_gradients(model, x, baseline, targets, alphas, count_bytes=False):
-    """Gradients of the target logits at the path points: (len(alphas), *x.shape), and bytes saved."""
-    points = path(x, baseline, alphas).reshape(-1, *x.shape[1:]).detach().requires_grad_(True)
-    saved = None
-    with torch.enable_grad():
-        if count_bytes:
-            params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-            storages = {}
-
-            def pack(t):
-                s = t.untyped_storage()
-                if s.data_ptr() not in params:
-                    storages[s.data_ptr()] = s.nbytes()
-                return t
-
-            with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-                logits = model(points)
-            saved = sum(storages.values())
-        else:
-            logits = model(points)
-        score = select(logits, targets.repeat(len(alphas))).sum()
-        (grads,) = torch.autograd.grad(score, points)
-    return grads.reshape(len(alphas), *x.shape), saved
-
-
+@explainer(zero_warning=False)
 def path_derivative(model: nn.Module, x: torch.Tensor, target=None, *, baseline=None, alphas,
                     batch_size: int | None = None) -> torch.Tensor:
     """``d F(x' + alpha (x - x')) / d alpha`` at each alpha: shape (len(alphas), B).
@@ -172,6 +155,7 @@ def path_derivative(model: nn.Module, x: torch.Tensor, target=None, *, baseline=
                       for _, grads in _chunked_path_gradients(model, x, baseline, targets, alphas, batch_size)])
 
 
+@explainer(zero_warning=False)
 def completeness_delta(model: nn.Module, x: torch.Tensor, attributions: torch.Tensor, target=None, *,
                        baseline=None, relative: bool = False) -> torch.Tensor:
     """``sum(attributions) - (F(x) - F(baseline))`` per sample, shape (B,).
@@ -181,12 +165,14 @@ def completeness_delta(model: nn.Module, x: torch.Tensor, attributions: torch.Te
     """
     x = model_input(model, x, image=False)
     baseline = _as_baseline(baseline, x)
+    if not isinstance(attributions, torch.Tensor):
+        raise TypeError(f"attributions must be a tensor shaped like x, got {type(attributions).__name__}")
     if attributions.shape != x.shape:
         raise ValueError(f"attributions {tuple(attributions.shape)} must have the input's shape {tuple(x.shape)}")
     with torch.no_grad():
         logits = run_model(model, x)
         targets = resolve_targets(target, logits)
-        change = (select(logits, targets) - select(model(baseline), targets)).double()
+        change = (select(logits, targets) - select(run_model(model, baseline), targets)).double()
     delta = attributions.detach().double().reshape(len(x), -1).sum(1) - change
     if relative:
         scale = change.abs()
@@ -241,10 +227,21 @@ def multi_baseline_ig(model: nn.Module, x: torch.Tensor, target=None, *, baselin
 # Baselines, in the model's input space
 # --------------------------------------------------------------------------------------------
 def _mean_std(normalization, x):
-    """Per-channel (mean, std) shaped to broadcast over x (B, C, H, W); identity for None."""
+    """Per-channel (mean, std) shaped to broadcast over x (B, C, H, W); identity for None.
+
+    ``normalization``: None, a :class:`xaicourse.models.Normalization`, an image model bundle (its
+    ``normalization``) or a (mean, std) pair.
+    """
     if normalization is None:
         return 0.0, 1.0
-    mean, std = (normalization.mean, normalization.std) if hasattr(normalization, "mean") else normalization
+    normalization = getattr(normalization, "normalization", normalization)
+    if isinstance(normalization, (tuple, list)) and len(normalization) == 2:
+        mean, std = normalization
+    elif hasattr(normalization, "mean") and hasattr(normalization, "std"):
+        mean, std = normalization.mean, normalization.std
+    else:
+        raise TypeError(f"normalization must be None, a Normalization, an image model or a (mean, std) pair, got "
+                        f"{type(normalization).__name__}")
     shape = (1, -1) + (1,) * (x.ndim - 2)
     mean, std = (torch.as_tensor(v, dtype=x.dtype, device=x.device).reshape(shape) for v in (mean, std))
     if mean.numel() not in (1, x.shape[1]) or std.numel() not in (1, x.shape[1]):
@@ -254,7 +251,7 @@ def _mean_std(normalization, x):
 
 
 def from_pixels(pixels: torch.Tensor, normalization=None) -> torch.Tensor:
-    """Pixels in [0, 1] -> the model's input space, ``(p - mean) / std``.
+    """Pixels in [0, 1] -> the model's input space, ``(p - mean) / std``. Chapter 03.
 
     ``normalization``: an ImageModel (``cnn``), a (mean, std) pair of per-channel values, or None when
     the model reads raw [0, 1] pixels.
@@ -264,24 +261,23 @@ def from_pixels(pixels: torch.Tensor, normalization=None) -> torch.Tensor:
 
 
 def black_baseline(x: torch.Tensor, normalization=None) -> torch.Tensor:
-    """An all-black image (pixels 0) in the model's input space, shaped like ``x``."""
+    """An all-black image (pixels 0) in the model's input space, shaped like ``x``. Chapter 03."""
     return from_pixels(torch.zeros_like(x), normalization)
 
 
 def white_baseline(x: torch.Tensor, normalization=None) -> torch.Tensor:
-    """An all-white image (pixels 1) in the model's input space, shaped like ``x``."""
+    """An all-white image (pixels 1) in the model's input space, shaped like ``x``. Chapter 03."""
     return from_pixels(torch.ones_like(x), normalization)
 
 
 def noise_baseline(x: torch.Tensor, normalization=None, *, seed: int = 0) -> torch.Tensor:
-    """Uniform noise pixels in [0, 1] (seeded) in the model's input space, shaped like ``x``."""
-    gen = torch.Generator().manual_seed(seed)
-    pixels = torch.rand(x.shape, generator=gen, dtype=x.dtype).to(x.device)
+    """Uniform noise pixels in [0, 1] (seeded) in the model's input space, shaped like ``x``. Chapter 03."""
+    pixels = torch.rand(x.shape, generator=generator(seed, x.device), dtype=x.dtype, device=x.device)
     return from_pixels(pixels, normalization)
 
 
 def blur_baseline(x: torch.Tensor, sigma: float = 10.0) -> torch.Tensor:
-    """``x`` (B, C, H, W) blurred with a Gaussian of ``sigma`` pixels: the layout stays, the detail goes.
+    """``x`` (B, C, H, W) blurred with a Gaussian of ``sigma`` pixels: the layout stays, the detail goes. Chapter 03.
 
     Blurring commutes with per-channel normalisation, so no normalisation is needed.
     """
@@ -296,7 +292,7 @@ def blur_baseline(x: torch.Tensor, sigma: float = 10.0) -> torch.Tensor:
 
 
 def make_baseline(name: str, x: torch.Tensor, normalization=None, *, seed: int = 0, sigma: float = 10.0) -> torch.Tensor:
-    """A baseline by name (one of :data:`BASELINES`) shaped like ``x``; "zero" is the all-zero input."""
+    """A baseline by name (one of :data:`BASELINES`) shaped like ``x``; "zero" is the all-zero input. Chapter 03."""
     makers = {
         "black": lambda: black_baseline(x, normalization),
         "white": lambda: white_baseline(x, normalization),
@@ -316,10 +312,15 @@ def _as_baseline(baseline, x):
     if baseline is None:
         return torch.zeros_like(x)
     if isinstance(baseline, (int, float)) and not isinstance(baseline, bool):
+        if not math.isfinite(baseline):
+            raise ValueError(f"the baseline must be a finite number, got {baseline!r}")
         return torch.full_like(x, float(baseline))
     if not isinstance(baseline, torch.Tensor):
         raise TypeError(f"baseline must be None, a number or a tensor, got {type(baseline).__name__}")
     baseline = baseline.detach().to(device=x.device, dtype=x.dtype)
+    if not torch.isfinite(baseline).all():
+        raise ValueError("the baseline contains NaN or inf values: the attributions would be NaN; give a finite "
+                         "baseline (e.g. xc.ig.black_baseline(x, model_bundle))")
     if baseline.shape == x.shape[1:] or (baseline.ndim == x.ndim and baseline.shape[0] == 1 and baseline.shape[1:] == x.shape[1:]):
         return baseline.expand_as(x)
     if baseline.shape != x.shape:

@@ -101,7 +101,8 @@ def lime(model: nn.Module, x: torch.Tensor, target=None, *, feature_mask, baseli
     refs = _as_baseline(baseline, x)
     index, counts = feature_index(feature_mask, x)
     for m in counts:
-        _check_samples(n_samples, m)
+        _check_samples(n_samples, m, m + 1, "the surrogate has an intercept and one coefficient per feature, "
+                       "so it needs more samples than features (better 10x as many)")
     if n_features is not None:
         check_int("n_features", n_features, 1)
     with torch.no_grad():

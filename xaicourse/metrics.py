@@ -21,13 +21,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from .hooks import find_layer
+from .batching import batched
+from .hooks import eval_mode, find_layer
 from .ig import blur_baseline
 from .ig import completeness_delta as completeness  # IG's axiom, taught in chapter 03, used as a metric here
-from .saliency import to_map
+from .inputs import check_int, check_model, model_input, run_model
+from .maps import mask_share, minmax, to_map
 from .targets import resolve_targets, select
 
-_INPUT_BUDGET = 2**22  # input elements per forward chunk when batch_size=None (~16 MB of floats)
+__all__ = ["PerturbationCurve", "SanityCheck", "completeness", "deletion_auc", "insertion_auc", "mask_energy",
+           "pixel_map", "pointing_game", "randomization_sanity_check"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -47,16 +50,8 @@ def pixel_map(attribution: torch.Tensor, absolute: bool = True) -> torch.Tensor:
     return attribution.detach().abs() if absolute else attribution.detach()
 
 
-def _device(model: nn.Module, x: torch.Tensor) -> torch.device:
-    param = next(model.parameters(), None)
-    return param.device if param is not None else x.device
-
-
-def _check_images(x) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor) or x.ndim != 4:
-        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(f"x must be a batch of images (B, C, H, W), got {got}")
-    return x.detach()
+def _check_images(model, x) -> torch.Tensor:
+    return model_input(check_model(model), x)
 
 
 def _check_map(attribution, x: torch.Tensor, name: str = "attribution") -> torch.Tensor:
@@ -71,18 +66,10 @@ def _check_map(attribution, x: torch.Tensor, name: str = "attribution") -> torch
     return attribution
 
 
-def _batch_size(x: torch.Tensor, batch_size: int | None) -> int:
-    if batch_size is None:
-        return max(1, min(64, _INPUT_BUDGET // x[0].numel()))
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int or None (automatic), got {batch_size!r}")
-    return batch_size
-
-
 @torch.no_grad()
-def _logits(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
-    device = _device(model, x)
-    return torch.cat([model(chunk.to(device)).float() for chunk in x.split(batch_size)])
+def _logits(model: nn.Module, x: torch.Tensor, batch_size: int | None) -> torch.Tensor:
+    return torch.cat([chunk for _, chunk in batched(len(x), lambda items: run_model(model, x[items]).float(),
+                                                    model=model, batch_size=batch_size, grad=False)])
 
 
 def _substrate(x: torch.Tensor, baseline, blur_sigma: float | None) -> torch.Tensor:
@@ -146,31 +133,35 @@ def insertion_auc(model: nn.Module, x: torch.Tensor, attribution: torch.Tensor, 
 
 
 def _curve(model, x, attribution, target, n_steps, baseline, blur_sigma, batch_size, insert) -> PerturbationCurve:
-    x = _check_images(x)
-    attribution = _check_map(attribution, x)
-    if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
-        raise ValueError(f"n_steps must be a positive int, got {n_steps!r}")
-    batch_size = _batch_size(x, batch_size)
-    targets = resolve_targets(target, _logits(model, x, batch_size))
-    base = _substrate(x, baseline, blur_sigma)
-    before, after = (base, x) if insert else (x, base)
+    x = _check_images(model, x)
+    attribution = _check_map(attribution, x).to(x.device)
+    n_steps = check_int("n_steps", n_steps)
+    if batch_size is not None:
+        check_int("batch_size", batch_size)
+    with eval_mode(model):
+        targets = resolve_targets(target, _logits(model, x, batch_size))
+        base = _substrate(x, baseline, blur_sigma)
+        before, after = (base, x) if insert else (x, base)
 
-    b, _, h, w = x.shape
-    order = attribution.reshape(b, -1).sort(dim=1, descending=True, stable=True).indices
-    rank = torch.empty_like(order).scatter_(1, order, torch.arange(h * w).expand(b, -1).contiguous())
-    counts = torch.arange(n_steps + 1) * (h * w) // n_steps  # pixels changed at each step
+        b, _, h, w = x.shape
+        order = attribution.reshape(b, -1).sort(dim=1, descending=True, stable=True).indices
+        positions = torch.arange(h * w, device=x.device).expand(b, -1).contiguous()
+        rank = torch.empty_like(order).scatter_(1, order, positions)
+        counts = torch.arange(n_steps + 1, device=x.device) * (h * w) // n_steps  # pixels changed at each step
 
-    device = _device(model, x)
-    scores = torch.empty(b * (n_steps + 1))
-    with torch.no_grad():
-        for idx in torch.arange(b * (n_steps + 1)).split(batch_size):
+        @torch.no_grad()
+        def probabilities(items: slice) -> torch.Tensor:
+            idx = torch.arange(items.start, items.stop, device=x.device)
             sample, step = idx // (n_steps + 1), idx % (n_steps + 1)
             changed = (rank[sample] < counts[step, None]).view(-1, 1, h, w)
             images = torch.where(changed, after[sample], before[sample])
-            probs = model(images.to(device)).float().softmax(dim=-1)
-            scores[idx] = select(probs, targets[sample].to(probs.device)).cpu()
-    scores = scores.view(b, n_steps + 1)
-    fractions = counts.float() / (h * w)
+            return select(run_model(model, images).float().softmax(dim=-1), targets[sample])
+
+        scores = torch.cat([chunk for _, chunk in batched(b * (n_steps + 1), probabilities, model=model,
+                                                          batch_size=batch_size, grad=False,
+                                                          desc="deletion steps" if not insert else "insertion steps")])
+    scores = scores.view(b, n_steps + 1).cpu()
+    fractions = counts.float().cpu() / (h * w)
     return PerturbationCurve(fractions, scores, torch.trapezoid(scores, fractions, dim=1), targets.cpu())
 
 
@@ -199,9 +190,9 @@ def pointing_game(attribution: torch.Tensor, masks: torch.Tensor, tolerance: flo
     b, h, w = masks.shape
     flat = attribution.reshape(b, -1)
     peak = flat.argmax(dim=1)
-    rows, cols = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    rows, cols = torch.meshgrid(torch.arange(h, device=masks.device), torch.arange(w, device=masks.device), indexing="ij")
     dist2 = (rows - (peak // w).view(-1, 1, 1)) ** 2 + (cols - (peak % w).view(-1, 1, 1)) ** 2
-    near = (dist2.to(masks.device) <= tolerance**2) & masks
+    near = (dist2 <= tolerance**2) & masks
     return near.flatten(1).any(dim=1) & (flat.amax(dim=1) > flat.amin(dim=1))
 
 
@@ -212,10 +203,7 @@ def mask_energy(attribution: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     scores 0. A uniform map scores the mask's area share, the chance level.
     """
     attribution, masks = _check_masks(attribution, masks)
-    positive = attribution.clamp(min=0).flatten(1)
-    total = positive.sum(dim=1)
-    inside = (positive * masks.flatten(1)).sum(dim=1)
-    return torch.where(total > 0, inside / total.clamp(min=torch.finfo(total.dtype).tiny), torch.zeros_like(total))
+    return mask_share(attribution, masks)
 
 
 # --------------------------------------------------------------------------------------------
@@ -259,18 +247,17 @@ def randomization_sanity_check(model: nn.Module, method, x: torch.Tensor, target
     """
     from tqdm.auto import tqdm
 
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     if not callable(method):
         raise TypeError("method must be a function method(model, x, targets) returning an attribution")
-    x = _check_images(x)
-    targets = resolve_targets(target, _logits(model, x, _batch_size(x, None)))
-    clone = copy.deepcopy(model)
+    x = _check_images(model, x)
+    with eval_mode(model):
+        targets = resolve_targets(target, _logits(model, x, None))
+    clone = copy.deepcopy(model).eval()
     owners = [name for name, m in clone.named_modules() if next(m.parameters(recurse=False), None) is not None]
     chosen = _layers_top_down(model, layers, owners)
 
     def explain() -> torch.Tensor:
-        a = pixel_map(method(clone, x.to(_device(clone, x)), targets), absolute).cpu().float()
+        a = pixel_map(method(clone, x, targets), absolute).cpu().float()
         if a.shape != (x.shape[0], *x.shape[-2:]):
             raise ValueError(f"method returned a map of shape {tuple(a.shape)}; expected {(x.shape[0], *x.shape[-2:])}")
         return a
@@ -344,8 +331,7 @@ def _spearman(a: torch.Tensor, b: torch.Tensor) -> float:
 def _ssim(a: torch.Tensor, b: torch.Tensor) -> float:
     from skimage.metrics import structural_similarity
 
-    from .viz import normalize
-
     side = min(a.shape)
     win = min(7, side if side % 2 else side - 1)
-    return float(structural_similarity(normalize(a), normalize(b), data_range=1.0, win_size=win))
+    a, b = (minmax(m[None])[0].numpy() for m in (a, b))
+    return float(structural_similarity(a, b, data_range=1.0, win_size=win))

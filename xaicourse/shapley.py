@@ -149,12 +149,16 @@ def kernel_shap_values(value, n_players: int, *, n_samples: int = 500, seed: int
     return _constrained_fit(masks, v, weights, v_empty, v_full)
 
 
-def _check_samples(n_samples, n_features: int) -> int:
+def _check_samples(n_samples, n_features: int, minimum: int | None = None, why: str = "") -> int:
+    """``n_samples`` if it is enough for ``n_features`` (KernelSHAP: 2 M, or every coalition when there are fewer)."""
     n = check_int("n_samples", n_samples, 1)
-    if n < n_features:
-        raise ValueError(f"n_samples={n} is too small for {n_features} features: the surrogate has {n_features} "
-                         f"coefficients, so it needs at least {n_features} samples (better 10x as many), or use "
-                         "fewer features (e.g. fewer superpixels)")
+    if minimum is None:
+        minimum = min(2 * n_features, 2 ** n_features - 2) if n_features < 30 else 2 * n_features
+        why = why or ("KernelSHAP fits one value per feature from pairs of a coalition and its complement, "
+                      "so it needs at least 2 x n_features samples (better 10x as many)")
+    if n < minimum:
+        raise ValueError(f"n_samples={n} is too small for {n_features} features: {why}; give n_samples >= {minimum}, "
+                         "or use fewer features (e.g. fewer superpixels)")
     return n
 
 

@@ -1,19 +1,33 @@
 """Which output to explain: the one place target arguments are checked and resolved.
 
 ``target`` may be None (each sample's top class), an int (the same class for every sample), or a
-sequence / 1-D tensor with one class per sample. Taught in chapter 01.
+sequence / 1-D tensor / NumPy array with one class per sample (NumPy integers are ints). Taught in
+chapter 01.
 """
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
+from typing import Union
 
 import torch
+from torch import nn
+
+from .inputs import run_model
+
+__all__ = ["Baseline", "Target", "resolve_targets", "score_gradient", "select"]
+
+#: What to explain: None (each sample's top class), a class index, or one index per sample.
+Target = Union[None, int, Sequence[int], torch.Tensor]
+#: A reference input: None (zeros), a number, or a tensor shaped like x or like one sample.
+Baseline = Union[None, float, torch.Tensor]
 
 
 def resolve_targets(target, logits: torch.Tensor) -> torch.Tensor:
     """The target class of each sample as a LongTensor (B,) on ``logits``' device.
 
     ``logits`` is the model output (B, C); it provides the argmax for None and the valid range.
+    Chapter 01.
     """
     if logits.ndim != 2:
         raise ValueError(f"expected model outputs of shape (batch, classes), got {tuple(logits.shape)}")
@@ -22,10 +36,14 @@ def resolve_targets(target, logits: torch.Tensor) -> torch.Tensor:
         return logits.argmax(dim=1)
     if isinstance(target, bool):
         raise TypeError("target must be None, an int class index or one index per sample, not a bool")
-    if isinstance(target, int) or (isinstance(target, torch.Tensor) and target.ndim == 0):
-        targets = torch.full((batch,), int(target), dtype=torch.long)
+    if hasattr(target, "ndim") and not isinstance(target, torch.Tensor):  # a NumPy array or scalar
+        target = torch.as_tensor(target)
+    if isinstance(target, torch.Tensor) and target.ndim == 0 and (target.is_floating_point() or target.dtype == torch.bool):
+        raise TypeError(f"target must be an integer class index, got a tensor of dtype {target.dtype}")
+    if isinstance(target, numbers.Integral) or (isinstance(target, torch.Tensor) and target.ndim == 0):
+        targets = torch.full((batch,), int(target), dtype=torch.long, device=logits.device)
     elif isinstance(target, (Sequence, torch.Tensor)) and not isinstance(target, str):
-        targets = torch.as_tensor(target)
+        targets = torch.as_tensor(target, device=logits.device)
         if targets.ndim != 1 or len(targets) != batch:
             raise ValueError(f"give one target per sample: the batch has {batch} samples, got target of shape {tuple(targets.shape)}")
         if targets.is_floating_point() or targets.dtype == torch.bool:
@@ -40,7 +58,20 @@ def resolve_targets(target, logits: torch.Tensor) -> torch.Tensor:
 
 
 def select(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """The score of each sample's target class, shape (B,)."""
+    """The score of each sample's target class, shape (B,). Chapter 01."""
     if len(targets) != len(logits):
         raise ValueError(f"{len(targets)} targets for {len(logits)} samples: give one target per sample")
     return logits.gather(1, targets.view(-1, 1)).squeeze(1)
+
+
+def score_gradient(model: nn.Module, x: torch.Tensor, target) -> torch.Tensor:
+    """d(logit of each sample's target) / d(x), shape like ``x``, without touching the parameters' ``.grad``.
+
+    The samples are independent, so the gradient of the sum of their scores is each sample's own
+    gradient. ``target`` as in :func:`resolve_targets`. Chapter 01.
+    """
+    with torch.enable_grad():
+        x = x.detach().requires_grad_(True)
+        out = run_model(model, x)
+        (grad,) = torch.autograd.grad(select(out, resolve_targets(target, out)).sum(), x)
+    return grad

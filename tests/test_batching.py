@@ -1,0 +1,44 @@
+"""xaicourse.batching: equal chunks, in order, sized from measured bytes, the same result at any size."""
+import torch
+from torch import nn
+
+from xaicourse.batching import batched, chunks, measure_bytes
+
+
+def test_chunks_are_equal_and_cover_the_range():
+    assert chunks(50, 11) == [(0, 10), (10, 20), (20, 30), (30, 40), (40, 50)]
+    assert chunks(7, 100) == [(0, 7)]
+    assert chunks(10, 4) == [(0, 4), (4, 8), (8, 10)]  # ceil(10 / 3) = 4 per chunk
+    assert chunks(0, 3) == []
+
+
+def net():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(100, 1000), nn.ReLU(), nn.Linear(1000, 1))
+
+
+def test_measured_bytes_under_grad_are_the_saved_activations():
+    model, x = net(), torch.randn(1, 100)
+    _, nbytes = measure_bytes(model, lambda: model(x.requires_grad_(True)).sum(), grad=True)
+    # the input (400 B, kept by the first Linear) and the ReLU output (4000 B, kept by the ReLU and the
+    # second Linear, one storage); the weights are excluded
+    assert nbytes == 4400
+    _, no_grad = measure_bytes(model, lambda: model(x), grad=False)
+    assert no_grad == 8 * 4000  # NO_GRAD_FACTOR x the largest activation
+
+
+def test_batched_sizes_chunks_from_the_budget_and_keeps_the_order():
+    model = net()
+    seen = []
+    x = torch.randn(10, 100)
+
+    def run(items):
+        seen.append((items.start, items.stop))
+        return model(x[items])
+
+    results = list(batched(10, run, model=model, budget=3 * 32000, grad=False))
+    assert seen[0] == (0, 1)  # the measured first item
+    assert all(stop - start <= 3 for start, stop in seen)
+    torch.testing.assert_close(torch.cat([r for _, r in results]), model(x))  # float rounding differs by batch
+    fixed = [items for items, _ in batched(10, lambda items: None, model=model, batch_size=4)]
+    assert [(s.start, s.stop) for s in fixed] == [(0, 4), (4, 8), (8, 10)]
