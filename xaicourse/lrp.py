@@ -287,7 +287,9 @@ def lrp(model: nn.Module, x: torch.Tensor, target=None, *, composite: str = "eps
         low = torch.as_tensor(low, dtype=x.dtype, device=x.device).expand(x.shape[1:])
         high = torch.as_tensor(high, dtype=x.dtype, device=x.device).expand(x.shape[1:])
     with torch.no_grad():
-        targets = resolve_targets(target, run_model(model, x))
+        logits = run_model(model, x)
+        targets = resolve_targets(target, logits)
+        scores = logits.gather(1, targets.view(-1, 1))  # the output relevance, from the unmodified model
     out = torch.empty_like(x)
     # one composite per chunk size: z-box needs low / high shaped like the chunk
     state = {}
@@ -302,7 +304,7 @@ def lrp(model: nn.Module, x: torch.Tensor, target=None, *, composite: str = "eps
             logits = run_model(modified, inputs)
             grad_out = torch.zeros_like(logits)
             t = targets[items].view(-1, 1)
-            grad_out.scatter_(1, t, logits.detach().gather(1, t))
+            grad_out.scatter_(1, t, scores[items])
             (relevance,) = torch.autograd.grad(logits, inputs, grad_out)
         return relevance
 
