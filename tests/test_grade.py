@@ -2,13 +2,15 @@
 
 The two last tests execute chapter 06 in full (solutions: everything passes; the learner's copy:
 everything is "not attempted"), as a learner's CI would."""
+from pathlib import Path
+
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from xaicourse import notebooks
+from xaicourse import grading, notebooks
 
-ROOT = notebooks.ROOT
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def write_notebook(path, cells):
@@ -60,6 +62,28 @@ def test_a_notebook_without_checks_is_an_error(tmp_path, capsys):
     path = write_notebook(tmp_path / "plain.ipynb", [new_code_cell("1 + 1")])
     assert notebooks.main(["grade", str(path)]) == 1
     assert "calls no check_* function" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name, content, match", [
+    ("script.py", "print('hello')\n", "is not a Jupyter notebook"),
+    ("empty.ipynb", "", "is not a Jupyter notebook"),
+    ("list.ipynb", "[1, 2]", "is JSON but not a valid notebook"),
+    ("cells.ipynb", '{"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": "x"}', "not a valid notebook"),
+])
+def test_a_file_that_is_not_a_notebook_is_a_clear_error(tmp_path, capsys, name, content, match):
+    path = tmp_path / name
+    path.write_text(content)
+    assert notebooks.main(["grade", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cannot grade: ") and match in err and "Traceback" not in err
+    assert str(path) in err and "give the .ipynb file" in err
+    with pytest.raises(grading.NotANotebook, match=match):
+        grading.grade(path)
+
+
+def test_a_missing_notebook_names_the_path(tmp_path, capsys):
+    assert notebooks.main(["grade", str(tmp_path / "nowhere.ipynb")]) == 2
+    assert "no notebook at" in capsys.readouterr().err
 
 
 def test_solutions_notebook_passes_every_check(capsys):

@@ -6,6 +6,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
+from xaicourse import authoring, paths
 from xaicourse import notebooks as nbs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,6 +78,25 @@ def test_check_detects_drift_missing_and_orphans(tmp_path):
 
 def test_committed_notebooks_are_in_sync():
     assert nbs.main(["build", "--check"]) == 0
+
+
+@pytest.mark.parametrize("checkout, where", [(None, "is an installed package"), ("folder", "has no solutions/ folder")])
+@pytest.mark.parametrize("args", [["build", "--check"], ["build"]])
+def test_build_outside_a_source_checkout_says_it_needs_one(monkeypatch, tmp_path, capsys, checkout, where, args):
+    monkeypatch.setattr(paths, "checkout", lambda: None if checkout is None else tmp_path)
+    assert nbs.main(args) == 2
+    captured = capsys.readouterr()
+    assert "in sync" not in captured.out and "wrote" not in captured.out
+    assert "needs a source checkout" in captured.err and where in captured.err and "grade PATH" in captured.err
+    with pytest.raises(authoring.NotACheckout, match="source checkout"):
+        nbs.build(check=True)
+    assert not (tmp_path / "notebooks").exists()
+
+
+def test_build_from_a_folder_without_notebooks_is_a_problem_not_in_sync(tmp_path):
+    (tmp_path / "solutions").mkdir()
+    problems = nbs.build(tmp_path / "solutions", tmp_path / "notebooks", check=True)
+    assert len(problems) == 1 and "holds no notebooks" in problems[0]
 
 
 def committed_notebooks():
