@@ -4,6 +4,7 @@ Each section trains one artifact; rerunning it with the same seed reproduces the
 """
 from __future__ import annotations
 
+from . import paths
 from .inputs import positive_int
 
 
@@ -59,7 +60,7 @@ def train_sentiment(epochs: int = 2, seed: int = 0, batch_size: int = 32, lr: fl
               "test_accuracy": _accuracy(model, test_h, test.labels)}
     state = {k: v.detach().half().contiguous() for k, v in model.state_dict().items()
              if k.startswith(models.SENTIMENT_TRAINED)}
-    save_file(state, path or models.SENTIMENT_WEIGHTS,
+    save_file(state, path or paths.weights("sentiment_minilm.safetensors"),
               metadata={"base": models.OFFLINE_BERT, "seed": str(seed), "epochs": str(epochs),
                         **{k: f"{v:.4f}" for k, v in result.items()}})
     result["seconds"] = time.time() - start
@@ -169,7 +170,7 @@ def train_tiny_vit(epochs: int = 24, seed: int = 0, batch_size: int = 32, lr: fl
         result = {f"{name}_accuracy": (model(ds.images).argmax(1) == ds.labels).float().mean().item()
                   for name, ds in (("train", train), ("test", test))}
     torch.save({"config": config, "state_dict": model.state_dict(), "classes": list(train.classes),
-                "seed": seed, "epochs": epochs, **result}, path or models.TINY_VIT_WEIGHTS)
+                "seed": seed, "epochs": epochs, **result}, path or paths.weights("tiny_vit.pt"))
     result["seconds"] = time.time() - start
     return result
 
