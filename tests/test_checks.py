@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from xaicourse import checks
+from xaicourse import attention, cam, checks, ig, interpret, metrics, saliency, testing
 from xaicourse.hooks import record_layer
 from xaicourse.targets import resolve_targets, select
 
@@ -43,16 +43,28 @@ def my_smoothgrad(model, x, target=None, n_samples=50, noise_level=0.15, seed=0)
     return smoothgrad_variant(model, x, target, n_samples, noise_level, seed)
 
 
+NOISE = {  # how a learner may draw the noise, given its shape and generator
+    True: torch.randn,
+    "uniform": torch.rand,
+    "symmetric uniform": lambda shape, generator: 2 * torch.rand(shape, generator=generator) - 1,
+    "half normal": lambda shape, generator: torch.randn(shape, generator=generator).abs(),
+}
+
+
 def smoothgrad_variant(model, x, target, n_samples, noise_level, seed, *, scale=True, reduce="mean",
-                       abs_each=False, generator=True, backward=False, in_place=False, noise=True, fixed_target=None):
-    """A learner's SmoothGrad with one switch per typical mistake."""
+                       abs_each=False, generator=True, backward=False, in_place=False, noise=True, fixed_target=None,
+                       shared=False):
+    """A learner's SmoothGrad with one switch per typical mistake (scale="batch": one range for the whole
+    batch; shared: one noise draw for every sample; noise: the distribution, see NOISE)."""
     g = torch.Generator().manual_seed(seed) if generator else None
     with torch.no_grad():
         targets = resolve_targets(target if fixed_target is None else fixed_target, model(x))
     span = (x.flatten(1).amax(1) - x.flatten(1).amin(1)).view(-1, *[1] * (x.ndim - 1)) if scale else 1.0
+    if scale == "batch":
+        span = x.max() - x.min()
     grads = []
     for _ in range(n_samples):
-        eps = noise_level * span * torch.randn(x.shape, generator=g) if noise else 0.0
+        eps = noise_level * span * NOISE[noise](x.shape[1:] if shared else x.shape, generator=g) if noise else 0.0
         if in_place:
             x += eps
             noisy = x.clone().requires_grad_(True)
@@ -114,8 +126,16 @@ def region_mistake(kind):
     return share
 
 
+def softmax_in_place(logits):
+    logits -= logits.max(dim=-1, keepdim=True).values
+    logits.exp_()
+    return logits / logits.sum(dim=-1, keepdim=True)
+
+
 CATALOGUE = [
     (checks.check_softmax, lambda z: z.exp() / z.exp().sum(dim=0, keepdim=True), "dim=-1"),
+    (checks.check_softmax, softmax_in_place, "changed the logits passed in"),
+    (checks.check_softmax, lambda z: z.exp_() / z.sum(dim=-1, keepdim=True), "in-place operation"),
     (checks.check_softmax, lambda z: z.exp(), "sum to 1"),
     (checks.check_softmax, lambda z: z.exp() / z.exp().sum(dim=-1, keepdim=True), "subtract each row's max"),
     (checks.check_softmax, lambda z: z.tolist(), "torch.Tensor"),
@@ -132,6 +152,11 @@ CATALOGUE = [
     (checks.check_smoothgrad, smoothgrad_with(fixed_target=[1, 0]), "wrong class"),
     (checks.check_smoothgrad, smoothgrad_with(backward=True), ".grad"),
     (checks.check_smoothgrad, smoothgrad_with(in_place=True), "in place"),
+    (checks.check_smoothgrad, smoothgrad_with(scale="batch"), "one noise scale for the whole batch"),
+    (checks.check_smoothgrad, smoothgrad_with(shared=True), "every sample of the batch got the same noise"),
+    (checks.check_smoothgrad, smoothgrad_with(noise="uniform"), "your noise is uniform"),
+    (checks.check_smoothgrad, smoothgrad_with(noise="symmetric uniform"), "your noise is uniform"),
+    (checks.check_smoothgrad, smoothgrad_with(noise="half normal"), "not centred on 0"),
     (checks.check_shortcut_detector, region_mistake("signed"), "signed attribution"),
     (checks.check_shortcut_detector, region_mistake("abs"), "abs()"),
     (checks.check_shortcut_detector, region_mistake("area"), "region's area"),
@@ -188,3 +213,149 @@ def test_outcomes_are_recorded_for_the_grader(tmp_path, monkeypatch):
     assert [r["status"] for r in rows] == ["passed", "not attempted", "failed", "failed"]
     assert {r["check"] for r in rows} == {"check_softmax"}
     assert "sum to 1" in rows[2]["message"] and rows[3]["message"].startswith("ZeroDivisionError")
+
+
+# --------------------------------------------------------------------------------------------
+# Every check: answers of another dtype, type or device are read, never crashed on
+# --------------------------------------------------------------------------------------------
+EVERY_CHECK = {  # a correct answer for each check of the course, from the package where it has one
+    checks.check_softmax: softmax,
+    checks.check_map_resolution: native_resolution,
+    checks.check_smoothgrad: my_smoothgrad,
+    checks.check_shortcut_detector: share_in_region,
+    checks.check_vanilla_gradient: saliency.vanilla_gradient,
+    checks.check_grad_cam: cam.grad_cam,
+    checks.check_integrated_gradients: lambda model, x, target, baseline, n_steps: ig.integrated_gradients(
+        model, x, target, baseline=baseline, n_steps=n_steps, method="riemann_trapezoid"),
+    checks.check_attention_rollout: attention.rollout,
+    checks.check_misclassification_stats: interpret.misclassification_stats,
+    checks.check_deletion_auc: lambda model, x, s, target, n_steps: metrics.deletion_auc(
+        model, x, s[None], target, n_steps=n_steps, baseline=0.0).auc,
+}
+
+
+def answered(reference, change):
+    """The reference with its answer changed: each tensor (or number) inside it goes through ``change``."""
+    def convert(value):
+        if isinstance(value, (tuple, torch.Size)):
+            return tuple(change(torch.as_tensor(v)) for v in value)
+        if isinstance(value, torch.Tensor):
+            return change(value)
+        if isinstance(value, (int, float)):
+            return change(torch.as_tensor(value))
+        return {key: convert(v) for key, v in dict(value).items() if v is not None}
+
+    return lambda *args, **kwargs: convert(reference(*args, **kwargs))
+
+
+@pytest.mark.parametrize("check", list(EVERY_CHECK), ids=lambda c: c.__name__)
+def test_every_check_has_a_reference_here(check):
+    assert check(EVERY_CHECK[check]) is True
+
+
+@pytest.mark.parametrize("check", list(EVERY_CHECK), ids=lambda c: c.__name__)
+def test_a_float64_answer_passes(check):
+    assert check(answered(EVERY_CHECK[check], lambda t: t.double() if t.is_floating_point() else t)) is True
+
+
+@pytest.mark.parametrize("check", list(EVERY_CHECK), ids=lambda c: c.__name__)
+def test_a_numpy_number_or_int64_answer_never_crashes(check):
+    def numpy(t):
+        return t.numpy().astype("float64") if t.ndim else t.numpy().astype("float64")[()]
+    try:
+        assert check(answered(EVERY_CHECK[check], numpy)) is True   # numbers and pairs: any real number is fine
+    except checks.CheckFailed as failure:
+        assert "torch.Tensor" in str(failure) and "numpy" in str(failure)  # tensors: say what to return
+
+
+OTHER_KINDS = {  # an answer of another kind, and the words the hint must contain (one of them)
+    "None": (lambda reference: lambda *args, **kwargs: None, ("returned None",)),
+    "a string": (lambda reference: lambda *args, **kwargs: "an answer", ("not str", "got 'an answer'")),
+    "a meta tensor": (lambda reference: answered(reference, lambda t: t.to("meta")),
+                      ("cannot be read", "return a pair of two numbers")),
+}
+
+
+@pytest.mark.parametrize("kind", list(OTHER_KINDS))
+@pytest.mark.parametrize("check", list(EVERY_CHECK), ids=lambda c: c.__name__)
+def test_answers_of_another_kind_fail_with_a_hint(check, kind):
+    make, hints = OTHER_KINDS[kind]
+    with pytest.raises(checks.CheckFailed) as failure:
+        check(make(EVERY_CHECK[check]))
+    assert failure.value.check == check.__name__
+    assert any(hint in str(failure.value) for hint in hints), str(failure.value)
+
+
+def test_passing_something_else_than_a_function_is_a_hint():
+    with pytest.raises(checks.CheckFailed, match="pass your function itself"):
+        checks.check_softmax(softmax(torch.zeros(1, 2)))
+
+
+# --------------------------------------------------------------------------------------------
+# A failed check shows its hint, not a traceback through the package
+# --------------------------------------------------------------------------------------------
+def test_a_failed_check_renders_as_its_hint():
+    with pytest.raises(checks.CheckFailed) as failure:
+        checks.check_softmax(lambda z: z.exp())
+    lines = failure.value._render_traceback_()
+    assert lines[0].startswith("\x1b[1;31mCheckFailed\x1b[0m: check_softmax failed: each row should sum to 1")
+    assert " ".join(lines).count("normalise by the sum over the classes (dim=-1)") == 1
+    assert len(lines) <= 6 and not any("File " in line or "xaicourse/" in line for line in lines)
+
+
+def test_ipython_shows_the_hint_instead_of_the_traceback(capsys):
+    interactiveshell = pytest.importorskip("IPython.core.interactiveshell")
+    shell = interactiveshell.InteractiveShell.instance()
+    try:
+        result = shell.run_cell("from xaicourse import checks\nchecks.check_softmax(lambda z: z.exp())")
+    finally:
+        interactiveshell.InteractiveShell.clear_instance()
+    assert isinstance(result.error_in_exec, checks.CheckFailed)
+    shown = capsys.readouterr().out
+    assert "check_softmax failed: each row should sum to 1" in shown
+    assert "Traceback" not in shown and "core.py" not in shown and len(shown.splitlines()) <= 6
+
+
+# --------------------------------------------------------------------------------------------
+# xaicourse.testing: the cases are fixed and leave the global random state alone
+# --------------------------------------------------------------------------------------------
+CASES = [testing.gradient_case, testing.grad_cam_case, testing.resolution_case, testing.misclassification_case,
+         testing.smoothgrad_case, testing.noise_probe_case, testing.region_case, lambda: testing.deletion_case(0),
+         testing.ig_case, testing.attention_case]
+
+
+@pytest.mark.parametrize("make", CASES, ids=range(len(CASES)))
+def test_cases_are_fixed_and_leave_the_global_random_state_alone(make):
+    state = torch.random.get_rng_state()
+    first, second = make(), make()
+    assert torch.equal(torch.random.get_rng_state(), state)
+    tensors = lambda case: [t for t in (case if isinstance(case, tuple) else (case,)) if isinstance(t, torch.Tensor)]  # noqa: E731
+    assert all(torch.equal(a, b) for a, b in zip(tensors(first), tensors(second)))
+    models = [m for m in (first if isinstance(first, tuple) else ()) if isinstance(m, torch.nn.Module)]
+    assert all(not m.training for m in models)
+    for m, again in zip(models, [m for m in second if isinstance(m, torch.nn.Module)]):
+        assert all(torch.equal(p, q) for p, q in zip(m.state_dict().values(), again.state_dict().values()))
+
+
+def test_smoothgrad_case_tells_one_scale_per_batch_from_one_per_sample():
+    _, _, x, _ = testing.smoothgrad_case()
+    flat = x.flatten(1)
+    assert (flat.amax(1) - flat.amin(1)).tolist() == [4.0, 2.0]
+    probe = testing.noise_probe_case().x.flatten(1)
+    assert probe.amin() == 4.0 and probe.amax() == 6.0 and probe.shape == (2, 3072)
+
+
+def test_split_at_gives_the_layer_output_and_the_same_logits():
+    model, layer, x, _ = testing.grad_cam_case()
+    front, back = testing.split_at(model, layer)
+    with record_layer(model, layer) as rec:
+        logits = model(x)
+    assert torch.equal(front(x), rec.activations) and torch.equal(back(front(x)), logits)
+
+
+def test_cubic_scores_gradient_by_hand():
+    model = testing.CubicScores((2,))
+    x = torch.tensor([[1.0, -2.0]], requires_grad=True)
+    (grad,) = torch.autograd.grad(model(x)[0, 1], x)
+    w, v = model.w.detach()[1], model.v.detach()[1]
+    assert torch.allclose(grad[0], 3 * w * torch.tensor([1.0, 4.0]) + v)

@@ -3,12 +3,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from xaicourse import testing
 from xaicourse.checks import CheckFailed, check_grad_cam
 
 
 def make_grad_cam(*, relu=True, weight_dims=(2, 3), upsample=True, normalise=True, remove_hooks=True,
                   score="target", backward=False, summed=False):
-    """A learner's Grad-CAM with hooks registered by hand; each keyword switches on one mistake."""
+    """A learner's Grad-CAM with hooks registered by hand; each keyword switches on one mistake
+    (upsample="nearest", "align_corners" or "bicubic"; normalise="max": divide by the maximum only)."""
 
     def grad_cam(model, layer, x, target):
         store = {}
@@ -35,8 +37,12 @@ def make_grad_cam(*, relu=True, weight_dims=(2, 3), upsample=True, normalise=Tru
         if relu:
             cam = cam.clamp(min=0)
         if upsample:
-            cam = F.interpolate(cam[:, None], size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
-        if normalise:
+            how = {"nearest": dict(mode="nearest"), "align_corners": dict(mode="bilinear", align_corners=True),
+                   "bicubic": dict(mode="bicubic", align_corners=False)}.get(upsample, dict(mode="bilinear", align_corners=False))
+            cam = F.interpolate(cam[:, None], size=x.shape[-2:], **how)[:, 0]
+        if normalise == "max":
+            cam = cam / cam.amax(dim=(1, 2), keepdim=True)
+        elif normalise:
             low = cam.amin(dim=(1, 2), keepdim=True)
             span = cam.amax(dim=(1, 2), keepdim=True) - low
             cam = torch.where(span > 0, (cam - low) / span.clamp(min=1e-12), torch.zeros_like(cam))
@@ -75,6 +81,32 @@ def test_stub_reports_not_implemented(capsys):
 def test_typical_mistakes_are_named(mistake, message):
     with pytest.raises(CheckFailed, match=message.replace("(", r"\(").replace(")", r"\)")):
         check_grad_cam(make_grad_cam(**mistake))
+
+
+@pytest.mark.parametrize("mistake, message", [
+    (dict(normalise="max"), "maximum only"),
+    (dict(upsample="nearest"), "nearest-neighbour upsampling"),
+    (dict(upsample="align_corners"), "align_corners=True"),
+    (dict(upsample="bicubic"), "upsample with mode='bilinear'"),
+])
+def test_post_processing_mistakes_get_an_upsampling_or_scaling_hint(mistake, message):
+    with pytest.raises(CheckFailed) as failure:
+        check_grad_cam(make_grad_cam(**mistake))
+    assert message in str(failure.value) and "backpropagate" not in str(failure.value)
+
+
+def test_the_case_has_a_map_whose_minimum_is_not_zero():
+    model, layer, x, targets = testing.grad_cam_case()
+    raw = make_grad_cam(upsample=False, normalise=False, relu=False)(model, layer, x, targets)
+    assert (raw[0] < 0).float().mean() > 0.5          # sample 0: the ReLU matters
+    assert raw[1].min() > 0.3 * raw[1].max()          # sample 1: max-only scaling is not min-max scaling
+    scaled = make_grad_cam()(model, layer, x, targets)
+    max_only = make_grad_cam(normalise="max")(model, layer, x, targets)
+    assert (max_only[1] - scaled[1]).abs().max() > 0.2 and torch.allclose(max_only[0], scaled[0], atol=1e-6)
+
+
+def test_a_float64_grad_cam_passes():
+    assert check_grad_cam(lambda *args: make_grad_cam()(*args).double()) is True
 
 
 def test_wrong_types_and_shapes_are_named():

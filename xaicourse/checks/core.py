@@ -34,7 +34,7 @@ from .. import hooks
 
 __all__ = [
     "CheckFailed", "Mistake", "ModelState", "RESULTS_ENV", "as_answer", "compare", "expect", "expect_as_found",
-    "expect_no_hooks", "expect_unchanged", "grader", "hooks_left", "record",
+    "expect_no_hooks", "expect_returned", "expect_unchanged", "grader", "hooks_left", "record",
 ]
 
 RESULTS_ENV = "XAICOURSE_GRADE_FILE"
@@ -158,9 +158,7 @@ def as_answer(got, like, *, shape_hint: str | None = None) -> torch.Tensor:
     also have ``like``'s shape and finite values. ``like`` a number: any real number, or a
     tensor/array with one element. Anything else fails with a hint.
     """
-    if got is None:
-        raise CheckFailed("your function returned None: end it with `return <your result>` (a function without a "
-                          "return statement gives None)")
+    expect_returned(got)
     if isinstance(like, torch.Tensor):
         expect(isinstance(got, torch.Tensor), f"return a torch.Tensor, not {_describe(got)}")
     else:
@@ -180,6 +178,12 @@ def as_answer(got, like, *, shape_hint: str | None = None) -> torch.Tensor:
         expect(bool(torch.isfinite(value).all()), "your result has NaN or inf values: look for a division by zero, "
                                                   "or a log or sqrt of a value <= 0")
     return value
+
+
+def expect_returned(got) -> None:
+    """CheckFailed when the learner's function returned None (it has no ``return``). Chapter 00."""
+    expect(got is not None, "your function returned None: end it with `return <your result>` (a function without a "
+                            "return statement gives None)")
 
 
 def _values(reference) -> torch.Tensor:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 import torch
 
 from .. import interpret, testing
-from .core import Mistake, ModelState, compare, expect, expect_as_found, grader
+from .core import Mistake, ModelState, compare, expect, expect_as_found, expect_returned, grader
 
 __all__ = ["check_misclassification_stats"]
 
@@ -32,6 +32,7 @@ def _reference(model, layer, x, true_class) -> dict[str, float]:
 
 
 def _learners(got) -> dict[str, object]:
+    expect_returned(got)
     stats = _as_dict(got)
     expect(stats is not None, f"return a dict, not {type(got).__name__}")
     missing = [key for key in KEYS if key not in stats]
