@@ -115,7 +115,7 @@ def test_analyzer_accepts_an_index_and_rejects_typos(cnn, helmet):
 
 
 def test_stats_on_a_tiny_model_by_hand():
-    model, layer, x = checks._misclassification_case()
+    model, layer, x, _ = xc.testing.misclassification_case()
     with torch.no_grad():
         probs = model(x).softmax(-1)[0]
     order = probs.argsort(descending=True)
@@ -147,8 +147,8 @@ def test_map_overlap_by_hand():
 ])
 def test_diagnosis_follows_the_numbers(rank, p_true, overlap, expect):
     labels = ["a", "b"]
-    stats = {"predicted": 0, "true": 0 if rank == 1 else 1, "true_rank": rank, "true_probability": p_true,
-             "predicted_probability": 0.6, "cam_overlap": overlap}
+    stats = interpret.MisclassificationStats(predicted=0, true=0 if rank == 1 else 1, true_rank=rank,
+                                             true_probability=p_true, predicted_probability=0.6, cam_overlap=overlap)
     findings = " ".join(interpret.findings(stats, labels))
     assert expect in findings
     if rank > 1:

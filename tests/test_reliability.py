@@ -100,6 +100,12 @@ PHOTO = np.zeros((8, 8, 3), dtype=np.float32)
 SCRATCH = str(Path(tempfile.gettempdir()) / "xaicourse-reliability-weights")  # never data/: a bad case must not overwrite it
 
 
+def _hook_left_behind():
+    layer = nn.Linear(2, 2)
+    layer.register_forward_hook(lambda *_: None)
+    xc.hooks.expect_no_hooks(layer)
+
+
 def _recording_with_foreign_layer():
     with xc.hooks.record_layer(NET, nn.Conv2d(4, 4, 1)):
         pass
@@ -213,7 +219,32 @@ OTHER_CASES = {
     "train.predict_texts: a string, not a list": (lambda: xc.train.predict_texts(ZOO.sentiment, "A single sentence."), ValueError, "list of strings"),
     "viz.to_numpy: not an array": (lambda: xc.viz.to_numpy("photo"), TypeError, "array"),
     "viz.to_numpy: not a map": (lambda: xc.viz.to_numpy("photo"), TypeError, "array"),
-    "viz.overlay: map of another size": (lambda: xc.viz.overlay(PHOTO, np.zeros((4, 4))), ValueError, "same height and width"),
+    "viz.overlay: a map, not a photo": (lambda: xc.viz.overlay(np.zeros((4, 4)), np.zeros((4, 4))), ValueError, "photo"),
+    "viz.map_panel: unknown kind": (lambda: xc.viz.map_panel(None, np.zeros((4, 4)), kind="rainbow"), ValueError, "pixels"),
+    "viz.token_bars: values of another length": (lambda: xc.viz.token_bars(["a"], torch.rand(2)), ValueError, "tokens"),
+    "batching.chunks: chunks of 0": (lambda: xc.batching.chunks(10, 0), ValueError, "limit"),
+    "batching.measure_bytes: not a function": (lambda: xc.batching.measure_bytes(NET, 3, grad=True), TypeError, "function"),
+    "batching.batched: batch_size 0": (lambda: list(xc.batching.batched(3, lambda s: s, model=NET, batch_size=0)), ValueError, "batch_size"),
+    "maps.as_maps: not a tensor": (lambda: xc.maps.as_maps([1.0]), TypeError, "Tensor"),
+    "maps.to_map: unknown channel reduction": (lambda: xc.maps.to_map(X, reduce="median"), ValueError, "max_abs"),
+    "maps.minmax: one value, not maps": (lambda: xc.maps.minmax(torch.rand(4)), ValueError, "one map per row"),
+    "maps.top_region: fraction 0": (lambda: xc.maps.top_region(torch.rand(2, 8, 8), top=0), ValueError, "fraction"),
+    "maps.top_overlap: maps of another shape": (lambda: xc.maps.top_overlap(torch.rand(8, 8), torch.rand(4, 4)), ValueError, "shape"),
+    "cam.guided_grad_cam: a layer without a feature map": (lambda: xc.cam.guided_grad_cam(NET, NET[6], X), ValueError, "feature map"),
+    "cam.prefix_tokens: a token count that is not an int": (lambda: xc.cam.prefix_tokens(NET, 2.5), TypeError, "n_tokens"),
+    "saliency.guided_backprop: a model without ReLU modules": (lambda: xc.saliency.guided_backprop(nn.Sequential(nn.Flatten(), nn.Linear(192, 2)), X), ValueError, "ReLU"),
+    "hooks.eval_mode: not a model": (lambda: xc.hooks.eval_mode("resnet").__enter__(), TypeError, "nn.Module"),
+    "hooks.hooks_left: not a model": (lambda: xc.hooks.hooks_left("resnet"), TypeError, "nn.Module"),
+    "hooks.expect_no_hooks: a hook left behind": (_hook_left_behind, AssertionError, "handle.remove"),
+    "inputs.check_choice: unknown value": (lambda: xc.inputs.check_choice("rule", "simpson", ("left", "right")), ValueError, "choose one of"),
+    "inputs.check_int: a float count": (lambda: xc.inputs.check_int("n_steps", 2.5), TypeError, "n_steps"),
+    "inputs.check_model: not a model": (lambda: xc.inputs.check_model("resnet"), TypeError, "nn.Module"),
+    "inputs.check_number: NaN": (lambda: xc.inputs.check_number("noise_level", float("nan"), minimum=0), ValueError, "noise_level"),
+    "inputs.explainer: not a function": (lambda: xc.inputs.explainer(5), TypeError, "function"),
+    "inputs.generator: negative seed": (lambda: xc.inputs.generator(-1, "cpu"), ValueError, "seed"),
+    "inputs.logits: a dict without logits": (lambda: xc.inputs.logits({"a": torch.zeros(1, 2), "b": torch.zeros(1)}), TypeError, "logits"),
+    "targets.score_gradient: target out of range": (lambda: xc.targets.score_gradient(NET, X, 7), ValueError, r"0\.\.2"),
+    "models.Normalization: a zero std": (lambda: xc.models.Normalization((0.5,), (0.0,)), ValueError, "std"),
     "viz.show_maps: no maps": (lambda: xc.viz.show_maps(PHOTO, {}), ValueError, "map"),
     "viz.topk_bar: no predictions": (lambda: xc.viz.topk_bar([]), ValueError, "prediction"),
     "widgets.attention_explorer: not (layers, heads, T, T)": (lambda: xc.widgets.attention_explorer(ATT[0], TOKENS), ValueError, "layers, heads"),
@@ -227,7 +258,7 @@ OTHER_CASES = {
 NOT_CATALOGUED = {
     **{f"{module}.{name}": "a result container returned by the package" for module, names in {
         "attention": ("TextAttentions", "Attended"), "data": ("ShapesDataset", "TextDataset"), "diagnose": ("Diagnosis",),
-        "hooks": ("Recording",), "interpret": ("TextExplanation", "ImageExplanation", "MisclassificationReport"),
+        "hooks": ("Recording",), "interpret": ("TextExplanation", "ImageExplanation", "MisclassificationReport", "MisclassificationStats"),
         "metrics": ("PerturbationCurve", "SanityCheck"), "models": ("ImageModel", "TextModel", "VisionTransformer")}.items()
        for name in names},
     **{f"models.{name}": "an nn.Module architecture; its loaders are catalogued"
@@ -240,20 +271,21 @@ NOT_CATALOGUED = {
     "models.tiny_vit": "takes only a device: the loader is catalogued through models.vit",
     "widgets.saliency_methods": "takes no arguments",
     "widgets.cam_methods": "takes no arguments",
+    "inputs.warn_if_zero": "inspects any result and warns; it never raises",
 }
 # Modules outside the catalogue: the graders are tested against wrong learner code in tests/test_checks*.py;
 # environment and notebooks are command-line tools tested in tests/test_project.py and tests/test_notebooks.py.
-CATALOGUED_MODULES = ("attention", "cam", "data", "diagnose", "hooks", "ig", "inputs", "interpret", "metrics", "models",
-                      "saliency", "targets", "train", "viz", "widgets")
+CATALOGUED_MODULES = ("attention", "batching", "cam", "data", "diagnose", "hooks", "ig", "inputs", "interpret", "maps",
+                      "metrics", "models", "saliency", "targets", "train", "viz", "widgets")
 
 
 def public_api() -> set[str]:
     names = set()
     for module_name in CATALOGUED_MODULES:
         module = importlib.import_module(f"xaicourse.{module_name}")
-        names |= {f"{module_name}.{name}" for name, obj in vars(module).items()
-                  if not name.startswith("_") and (inspect.isfunction(obj) or inspect.isclass(obj))
-                  and obj.__module__ == module.__name__}
+        names |= {f"{module_name}.{name}" for name in module.__all__
+                  if (inspect.isfunction(obj := getattr(module, name)) or inspect.isclass(obj))
+                  and obj.__module__.startswith(module.__name__)}  # defined in the module or its subpackage
     return names
 
 

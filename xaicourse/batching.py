@@ -33,15 +33,18 @@ PROGRESS_AFTER_S = 2.0
 
 def chunks(total: int, limit: int) -> list[tuple[int, int]]:
     """(start, stop) ranges covering ``range(total)`` in equal chunks of at most ``limit`` items. Chapters 01-03."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValueError(f"limit is the largest chunk and must be an int >= 1, got {limit!r}")
     if total <= 0:
         return []
-    limit = max(1, int(limit))
     size = math.ceil(total / math.ceil(total / limit))
     return [(start, min(start + size, total)) for start in range(0, total, size)]
 
 
 def measure_bytes(model: nn.Module, run: Callable[[], object], *, grad: bool) -> tuple[object, int]:
     """``run()``'s result and the working memory it needed, in bytes (see the module docstring). Chapters 01-03."""
+    if not callable(run):
+        raise TypeError(f"run must be a function of no arguments, got {type(run).__name__}")
     if grad:
         params = {p.untyped_storage().data_ptr() for p in model.parameters()}
         storages: dict[int, int] = {}
@@ -82,6 +85,8 @@ def batched(n_items: int, run: Callable[[slice], object], *, model: nn.Module, b
     shows a bar, False never, None when the first chunk predicts more than two seconds in all.
     """
     if batch_size is not None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an int >= 1 or None (sized from the memory budget), got {batch_size!r}")
         ranges = chunks(n_items, batch_size)
         first = None
     else:

@@ -190,6 +190,7 @@ def prefix_tokens(model: nn.Module, n_tokens: int) -> int:
     Read from the model where it says (timm's ``num_prefix_tokens``; ``cls_token``, ``dist_token``
     and ``reg_token`` parameters), else the tokens beyond the largest square grid that fits.
     """
+    check_int("n_tokens", n_tokens)
     declared = getattr(model, "num_prefix_tokens", None)
     if isinstance(declared, int):
         return declared

@@ -22,6 +22,9 @@ from PIL import Image, UnidentifiedImageError
 
 from . import paths
 
+__all__ = ["MOVIE_REVIEWS_FILE", "PHOTOS", "SENTIMENT_CLASSES", "SHAPE_CLASSES", "ShapesDataset", "TextDataset", "image",
+           "load_image", "movie_reviews", "shapes", "to_pil"]
+
 # name -> (how to get it, what it shows)
 PHOTOS = {
     "cat": ("skimage:chelsea", "a tabby cat (Chelsea)"),

@@ -96,6 +96,8 @@ def record_layer(model: nn.Module, layer: nn.Module | str, *, keep_graph: bool =
 @contextmanager
 def eval_mode(model: nn.Module):
     """Run the block with every module of ``model`` in eval mode; restore each module's mode after. Chapter 02."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     modes = [(m, m.training) for m in model.modules()]
     model.eval()
     try:
@@ -107,6 +109,8 @@ def eval_mode(model: nn.Module):
 
 def hooks_left(model: nn.Module) -> int:
     """How many forward/backward hooks are registered anywhere in ``model``. Chapter 02."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     kinds = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
     return sum(len(getattr(m, kind, {})) for m in model.modules() for kind in kinds)
 

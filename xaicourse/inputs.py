@@ -115,6 +115,8 @@ def explainer(fn=None, *, zero_warning: bool = True):
     """
     if fn is None:
         return functools.partial(explainer, zero_warning=zero_warning)
+    if not callable(fn):
+        raise TypeError(f"explainer decorates a function method(model, ...), got {type(fn).__name__}")
 
     @functools.wraps(fn)
     def wrapper(model, *args, **kwargs):

@@ -57,6 +57,9 @@ def to_map(attribution: torch.Tensor, reduce: str = "max_abs") -> torch.Tensor:
 
 def minmax(maps: torch.Tensor) -> torch.Tensor:
     """Scale each map of (B, ...) to [0, 1]; a constant map becomes zeros, never NaN. Chapter 02."""
+    if not isinstance(maps, torch.Tensor) or maps.ndim < 2:
+        raise ValueError(f"maps must be a tensor (B, ...) with one map per row, got "
+                         f"{tuple(maps.shape) if isinstance(maps, torch.Tensor) else type(maps).__name__}")
     flat = maps.flatten(1)
     low = flat.min(dim=1, keepdim=True).values
     span = flat.max(dim=1, keepdim=True).values - low
@@ -92,8 +95,8 @@ def mask_share(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         raise TypeError(f"masks must be a tensor (B, H, W) or (H, W), got {type(masks).__name__}")
     masks = masks.to(device=maps.device, dtype=maps.dtype)
     if masks.shape[-2:] != maps.shape[-2:] or masks.ndim not in (2, 3) or (masks.ndim == 3 and len(masks) != len(maps)):
-        raise ValueError(f"masks {tuple(masks.shape)} must match the maps {tuple(maps.shape)}: one (H, W) mask per map "
-                         "or one for all")
+        raise ValueError(f"masks of shape {tuple(masks.shape)} must match the maps' shape {tuple(maps.shape)}: one "
+                         "(H, W) mask per map or one for all")
     positive = maps.clamp(min=0)
     total = positive.flatten(1).sum(dim=1)
     inside = (positive * masks).flatten(1).sum(dim=1)

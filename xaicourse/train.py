@@ -7,6 +7,9 @@ from __future__ import annotations
 from . import paths
 from .inputs import positive_int
 
+__all__ = ["SHAPES_CNN_SPLITS", "TINY_VIT_DATA", "predict_texts", "shapes_accuracy", "train_head", "train_sentiment",
+           "train_shapes_cnn", "train_tiny_vit"]
+
 
 # --------------------------------------------------------------------------------------------
 # The sentiment classifier (chapter 05): data/sentiment_minilm.safetensors
