@@ -1,3 +1,5 @@
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -84,3 +86,30 @@ def test_marker_correlates_with_label_as_asked():
 def test_shapes_rejects_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         xc.data.shapes(**kwargs)
+
+
+@pytest.mark.parametrize("url", ["https://example.com/cat.jpg", "http://localhost/photo.png", "ftp://host/img.jpg"])
+def test_a_url_is_refused_saying_the_course_downloads_nothing(url):
+    with pytest.raises(ValueError, match=r"is a URL, and the course does not download images.*xc\.data\.image\(name\)"):
+        xc.data.load_image(url)
+    with pytest.raises(ValueError, match="is a URL"):
+        xc.models.imagenet_cnn().preprocess(url)
+
+
+def test_assets_folder_follows_the_environment_variable_then_the_checkout(monkeypatch, tmp_path):
+    from xaicourse import environment, paths
+
+    monkeypatch.setenv(paths.ASSETS_ENV, str(tmp_path / "mine"))
+    assert paths.assets_dir() == environment.ASSETS == tmp_path / "mine"
+    with pytest.raises(paths.MissingAsset, match=r"mine/hutto_ICWSM_2014 is missing: run `python -m xaicourse.environment setup`"):
+        xc.data.movie_reviews("test")
+    for name in environment.NPM_ASSETS:
+        (tmp_path / "mine").mkdir(exist_ok=True)
+        (tmp_path / "mine" / name).write_text("// fetched")
+    assert environment.fetch_npm_assets() == "bertviz JavaScript: present"  # nothing fetched: already there
+    monkeypatch.delenv(paths.ASSETS_ENV)
+    assert paths.checkout() is not None and paths.assets_dir() == paths.checkout() / ".assets"
+    monkeypatch.setattr(paths, "checkout", lambda: None)  # an installed package: a per-user cache
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    expected = tmp_path / "cache" if sys.platform.startswith("linux") else paths._user_cache().parent.parent
+    assert paths.assets_dir() == expected / "xaicourse" / "assets"
