@@ -329,7 +329,10 @@ def test_cases_are_fixed_and_leave_the_global_random_state_alone(make):
     state = torch.random.get_rng_state()
     first, second = make(), make()
     assert torch.equal(torch.random.get_rng_state(), state)
-    tensors = lambda case: [t for t in (case if isinstance(case, tuple) else (case,)) if isinstance(t, torch.Tensor)]  # noqa: E731
+
+    def tensors(case):
+        return [t for t in (case if isinstance(case, tuple) else (case,)) if isinstance(t, torch.Tensor)]
+
     assert all(torch.equal(a, b) for a, b in zip(tensors(first), tensors(second)))
     models = [m for m in (first if isinstance(first, tuple) else ()) if isinstance(m, torch.nn.Module)]
     assert all(not m.training for m in models)
@@ -359,3 +362,20 @@ def test_cubic_scores_gradient_by_hand():
     (grad,) = torch.autograd.grad(model(x)[0, 1], x)
     w, v = model.w.detach()[1], model.v.detach()[1]
     assert torch.allclose(grad[0], 3 * w * torch.tensor([1.0, 4.0]) + v)
+
+
+def test_a_function_that_changes_the_model_is_told_so():
+    def in_float64(model, x, target=None):
+        model.double()  # changes the dtype of every weight, for good
+        return saliency.vanilla_gradient(model, x.double(), target)
+
+    with pytest.raises(checks.CheckFailed, match="changed the model's weights"):
+        checks.check_vanilla_gradient(in_float64)
+
+    def bumps_a_weight(model, x, target=None):
+        with torch.no_grad():
+            model[0].bias += 1.0
+        return saliency.vanilla_gradient(model, x, target)
+
+    with pytest.raises(checks.CheckFailed, match="changed the model's weights"):
+        checks.check_vanilla_gradient(bumps_a_weight)

@@ -20,10 +20,13 @@ module                 checks                                                   
 ``checks.attention``   check_attention_rollout                                    04
 ``checks.interpret``   check_misclassification_stats                              05, 06
 ``checks.metrics``     check_shortcut_detector, check_deletion_auc                06, 07
+``checks.beyond``      check_shapley_kernel_weight, check_rescale_multiplier,     08
+                       check_lrp_epsilon
 =====================  =========================================================  =======
 """
 from ..hooks import hooks_left
 from .attention import check_attention_rollout
+from .beyond import check_lrp_epsilon, check_rescale_multiplier, check_shapley_kernel_weight
 from .cam import check_grad_cam, check_map_resolution
 from .core import RESULTS_ENV, CheckFailed, Mistake, compare, expect, expect_no_hooks, grader, record
 from .ig import check_integrated_gradients
@@ -32,12 +35,10 @@ from .metrics import check_deletion_auc, check_shortcut_detector
 from .saliency import check_smoothgrad, check_vanilla_gradient
 from .softmax import check_softmax
 
-# tests/test_interpret.py still reads the case here; it lives in xaicourse.testing now.
-from ..testing import misclassification_case as _misclassification_case  # noqa: E402, F401
-
 __all__ = [
     "CheckFailed", "Mistake", "RESULTS_ENV", "check_attention_rollout", "check_deletion_auc", "check_grad_cam",
-    "check_integrated_gradients", "check_map_resolution", "check_misclassification_stats", "check_shortcut_detector",
-    "check_smoothgrad", "check_softmax", "check_vanilla_gradient", "compare", "expect", "expect_no_hooks", "grader",
+    "check_integrated_gradients", "check_lrp_epsilon", "check_map_resolution", "check_misclassification_stats",
+    "check_rescale_multiplier", "check_shapley_kernel_weight", "check_shortcut_detector", "check_smoothgrad",
+    "check_softmax", "check_vanilla_gradient", "compare", "expect", "expect_no_hooks", "grader",
     "hooks_left", "record",
 ]

@@ -49,7 +49,8 @@ def _otherwise(head_fusion: str):
         sums = got.sum(dim=-1)
         if not torch.allclose(sums, torch.ones_like(sums), atol=1e-4):
             return (f"with head_fusion={head_fusion!r} the rows of your rollout sum to "
-                    f"{[round(float(v), 3) for v in sums]}, not 1: re-normalise each layer's matrix after adding the identity")
+                    f"{[round(float(v), 3) for v in sums]}, not 1: re-normalise each layer's matrix after adding the "
+                    "identity")
         return (f"with head_fusion={head_fusion!r} your rollout differs from the reference xc.attention.rollout: fuse "
                 "heads, 0.5 * A + 0.5 * I, re-normalise rows, R = A_L ... A_1")
     return hint

@@ -68,7 +68,8 @@ def _max_only(maps: torch.Tensor) -> torch.Tensor:
 
 
 def _resize(maps: torch.Tensor, size, mode: str = "bilinear", align_corners: bool | None = False) -> torch.Tensor:
-    return F.interpolate(maps[:, None], size=size, mode=mode, align_corners=align_corners if mode != "nearest" else None)[:, 0]
+    align_corners = None if mode == "nearest" else align_corners
+    return F.interpolate(maps[:, None], size=size, mode=mode, align_corners=align_corners)[:, 0]
 
 
 def _activations_and_gradients(model, layer, x, targets) -> tuple[torch.Tensor, torch.Tensor]:
@@ -97,7 +98,8 @@ def _grad_cam_mistakes(model, layer, x, targets) -> list[Mistake]:
                 "keepdim, or squeeze it, to return (batch, height, width)", when=lambda g: g.ndim == 4 and g.shape[1] == 1),
         Mistake(f"the map is still on the layer's {tuple(acts.shape[-2:])} grid: upsample it to the input's "
                 f"{tuple(size)}: {upsampling}", when=lambda g: g.shape[-2:] == acts.shape[-2:]),
-        Mistake("the map has NaN or inf: guard the division when a map is all zeros", when=lambda g: not torch.isfinite(g).all()),
+        Mistake("the map has NaN or inf: guard the division when a map is all zeros",
+                when=lambda g: not torch.isfinite(g).all()),
         *[Mistake(f"your map matches Grad-CAM with this mistake: {name}. {_WEIGHTS}", answer) for name, answer in [
             ("no ReLU", weighted(grads.mean(dim=(2, 3), keepdim=True), relu=False)),
             ("weights averaged over the channels instead of over the positions", weighted(grads.mean(dim=1, keepdim=True))),
@@ -121,7 +123,7 @@ def _correlation(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def _grad_cam_otherwise(want: torch.Tensor):
     def hint(got: torch.Tensor) -> str:
-        if torch.allclose(got, want, atol=0.1) or _correlation(got, want) > 0.97:  # the shape is right: the post-processing is not
+        if torch.allclose(got, want, atol=0.1) or _correlation(got, want) > 0.97:  # right shape, wrong post-processing
             return ("close, but not the same values: upsample with mode='bilinear', align_corners=False, and min-max "
                     "scale each map after upsampling")
         return ("the map differs from the reference: backpropagate each sample's own target score "

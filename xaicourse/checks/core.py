@@ -88,7 +88,8 @@ def grader(func):
             expect(callable(learner_fn), f"pass your function itself, {name}(my_function), not {_describe(learner_fn)}")
             detail = func(learner_fn, *args, **kwargs)
         except NotImplementedError:
-            print(f"[not implemented yet] {name}: write your solution in the exercise cell, run it, then run this check again.")
+            print(f"[not implemented yet] {name}: write your solution in the exercise cell, run it, then run this "
+                  "check again.")
             record(name, "not attempted", "the stub still raises NotImplementedError")
             return False
         except CheckFailed as err:
@@ -147,7 +148,8 @@ def compare(got, want, mistakes: Iterable[Mistake] = (), *, otherwise: str | Cal
         if mistake.matches(got, rtol, atol):
             raise CheckFailed(mistake.hint)
     if got.shape != want.shape:
-        raise CheckFailed(f"expected shape {tuple(want.shape)}, got {tuple(got.shape)}" + (f": {shape_hint}" if shape_hint else ""))
+        hint = f": {shape_hint}" if shape_hint else ""
+        raise CheckFailed(f"expected shape {tuple(want.shape)}, got {tuple(got.shape)}{hint}")
     raise CheckFailed(otherwise(got) if callable(otherwise) else otherwise)
 
 
@@ -241,12 +243,17 @@ def expect_as_found(model: nn.Module, before: ModelState, *, grad_of: str = "x")
     now = tuple(m.training for m in model.modules())
     expect(now == before.training, f"the model was in {'training' if any(before.training) else 'eval'} mode and is "
                                    f"now in {'training' if any(now) else 'eval'} mode: leave the mode as you found it")
-    expect(all(torch.equal(a, b) for a, b in zip([*params, *model.buffers()], before.values)),
-           "your function changed the model's weights or buffers: explain the model, do not modify it")
+    expect(all(_same(a, b) for a, b in zip([*params, *model.buffers()], before.values)),
+           "your function changed the model's weights or buffers (their values, dtype or device): explain the model, "
+           "do not modify it")
 
 
 def expect_unchanged(hint: str, *pairs: tuple[torch.Tensor, torch.Tensor]) -> None:
     """CheckFailed with ``hint`` unless each ``(tensor, copy_made_before)`` still has the copy's values, no
     ``.grad`` and the copy's requires_grad. Chapter 00."""
     for now, before in pairs:
-        expect(now.requires_grad == before.requires_grad and now.grad is None and torch.equal(now, before), hint)
+        expect(now.requires_grad == before.requires_grad and now.grad is None and _same(now, before), hint)
+
+
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.device == b.device and a.dtype == b.dtype and a.shape == b.shape and torch.equal(a.detach(), b)

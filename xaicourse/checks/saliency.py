@@ -131,14 +131,16 @@ def _noise_scale(smoothgrad, model, x, target) -> None:
     got = as_answer(smoothgrad(model, x, target, n_samples=400, noise_level=0.15, seed=0), x, shape_hint=_SHAPE)
     residual = (got - v) / (3 * w) - x.double() ** 2        # per value: mean of 2 x e + e^2 over the noisy copies
     spread = (residual - residual.flatten(1).mean(1).view(-1, 1, 1, 1)).std()
-    expect(spread < 0.3, "the map is as noisy as a single noisy gradient: average the gradients of all n_samples noisy copies")
+    expect(spread < 0.3, "the map is as noisy as a single noisy gradient: average the gradients of all n_samples "
+                         "noisy copies")
     sigma = residual.flatten(1).mean(1).clamp(min=0).sqrt()
     span = x.flatten(1).amax(1) - x.flatten(1).amin(1)
     compare(sigma, 0.15 * span, [
         Mistake("the result does not depend on noise_level: add Gaussian noise to the input before the forward pass, "
                 "and differentiate with respect to the noisy input", torch.zeros(2)),
         Mistake("the noise has sigma = noise_level itself, but these inputs span [-2, 2] and [-1, 1]: scale it to the "
-                "input range, sigma = noise_level * (x.max() - x.min()) of each sample (here 0.6 and 0.3)", torch.full((2,), 0.15)),
+                "input range, sigma = noise_level * (x.max() - x.min()) of each sample (here 0.6 and 0.3)",
+                torch.full((2,), 0.15)),
         Mistake("you used one noise scale for the whole batch (its overall range): each sample gets its own sigma = "
                 "noise_level * (max - min) of that sample, amax/amin over dims 1, 2, 3, shaped (B, 1, 1, 1)",
                 torch.full((2,), 0.15 * float(x.max() - x.min()))),
