@@ -88,7 +88,8 @@ def _rows(nb: nbformat.NotebookNode, outcomes: dict[str, list[dict]], stopped: s
             ran = outcomes.get(check)
             outcome = ran.pop(0) if ran else {
                 "status": "did not run", "message": errors[0] if errors else stopped}
-            rows.append({"exercise": exercise, "check": check, "status": outcome["status"], "message": outcome["message"]})
+            rows.append({"exercise": exercise, "check": check, "status": outcome["status"],
+                         "message": outcome["message"]})
     return rows + [{"exercise": "(called indirectly)", **o} for ran in outcomes.values() for o in ran]
 
 

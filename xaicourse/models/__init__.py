@@ -57,4 +57,4 @@ __all__ = [
 for _obj in map(globals().get, __all__):
     if (inspect.isclass(_obj) or inspect.isfunction(_obj)) and _obj.__module__.startswith(f"{__name__}."):
         _obj.__module__ = __name__
-del _obj
+del _obj, inspect

@@ -130,18 +130,18 @@ class _Classifier:
 
     @property
     def device(self) -> torch.device:
-        """The device of the model's parameters (CPU for a model without any)."""
+        """The device of the model's parameters (CPU for a model without any). Chapter 00."""
         param = next(self.model.parameters(), None)
         return param.device if param is not None else torch.device("cpu")
 
     @property
     def mean(self) -> tuple[float, ...]:
-        """``normalization.mean`` (kept for code that reads ``bundle.mean``)."""
+        """``normalization.mean`` (kept for code that reads ``bundle.mean``). Chapter 00."""
         return self.normalization.mean
 
     @property
     def std(self) -> tuple[float, ...]:
-        """``normalization.std`` (kept for code that reads ``bundle.std``)."""
+        """``normalization.std`` (kept for code that reads ``bundle.std``). Chapter 00."""
         return self.normalization.std
 
     def to(self, device: str | torch.device):
@@ -202,7 +202,8 @@ class ImageModel(_Classifier):
             raise TypeError(f"{self.name}: normalization must be an xaicourse.models.Normalization, "
                             f"got {type(self.normalization).__name__}")
         if self.interpolation not in INTERPOLATIONS:
-            raise ValueError(f"{self.name}: unknown interpolation {self.interpolation!r}: choose one of {INTERPOLATIONS}")
+            raise ValueError(f"{self.name}: unknown interpolation {self.interpolation!r}: "
+                             f"choose one of {INTERPOLATIONS}")
         if not 0 < self.crop <= self.resize:
             raise ValueError(f"{self.name}: need 0 < crop <= resize, got crop={self.crop}, resize={self.resize}")
         _match_outputs(self.model, self.labels, self.name, (3, self.crop, self.crop))
@@ -249,12 +250,13 @@ class VisionTransformer(_Classifier):
             raise TypeError(f"{self.name}: normalization must be an xaicourse.models.Normalization, "
                             f"got {type(self.normalization).__name__}")
         if self.patch_size < 1 or self.image_size % self.patch_size:
-            raise ValueError(f"{self.name}: image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
+            raise ValueError(f"{self.name}: image_size {self.image_size} is not a multiple of "
+                             f"patch_size {self.patch_size}")
         _match_outputs(self.model, self.labels, self.name, (3, self.image_size, self.image_size))
 
     @property
     def grid(self) -> int:
-        """Patches per side: ``image_size // patch_size``."""
+        """Patches per side: ``image_size // patch_size``. Chapter 04."""
         return self.image_size // self.patch_size
 
     def preprocess(self, img) -> torch.Tensor:
@@ -267,7 +269,8 @@ class VisionTransformer(_Classifier):
             pil = data.to_pil(data.load_image(img)).resize((self.image_size, self.image_size))
             x = torch.from_numpy(np.asarray(pil, dtype=np.float32) / 255.0).permute(2, 0, 1).unsqueeze(0)
         if x.shape[-3:] != (3, self.image_size, self.image_size):
-            raise ValueError(f"{self.name} takes images of shape (3, {self.image_size}, {self.image_size}), got {tuple(x.shape)}")
+            raise ValueError(f"{self.name} takes images of shape (3, {self.image_size}, {self.image_size}), "
+                             f"got {tuple(x.shape)}")
         return self.normalization.normalize(x.float().cpu()).to(self.device)
 
     def _inputs(self, img_or_x) -> torch.Tensor:
@@ -301,7 +304,7 @@ class TextModel:
 
     @property
     def device(self) -> torch.device:
-        """The device of the model's parameters."""
+        """The device of the model's parameters. Chapter 00."""
         return next(self.model.parameters()).device
 
     def to(self, device: str | torch.device) -> "TextModel":
@@ -311,7 +314,7 @@ class TextModel:
 
     @property
     def max_length(self) -> int:
-        """The most tokens the model reads (position embeddings, capped by the tokenizer's limit)."""
+        """The most tokens the model reads (position embeddings, capped by the tokenizer's limit). Chapter 04."""
         limit = getattr(self.model.config, "max_position_embeddings", None) or 512
         return min(limit, self.tokenizer.model_max_length or limit)
 

@@ -34,7 +34,8 @@ SHAPES_CNN_DATA = dict(size=32, marker_size=4)          # the image format both 
 SENTIMENT_WEIGHTS = str(paths.weights("sentiment_minilm.safetensors"))
 TINY_VIT_WEIGHTS = paths.weights("tiny_vit.pt")
 
-IMAGENET = FAMILIES["imagenet_cnn"] = Family("image model", (OFFLINE_CNN,), ONLINE_CNNS, f'imagenet_cnn("{OFFLINE_CNN}")')
+IMAGENET = FAMILIES["imagenet_cnn"] = Family(
+    "image model", (OFFLINE_CNN,), ONLINE_CNNS, f'imagenet_cnn("{OFFLINE_CNN}")')
 BERT = FAMILIES["bert"] = Family("text model", (OFFLINE_BERT,), ONLINE_BERTS, f'bert("{OFFLINE_BERT}")')
 VIT = FAMILIES["vit"] = Family("vision transformer", (OFFLINE_VIT,), ONLINE_VITS, f'vit("{OFFLINE_VIT}")')
 SENTIMENT = FAMILIES["sentiment_classifier"] = Family(
@@ -172,7 +173,8 @@ def _hub_vit(name: str) -> VisionTransformer:
     hf = ViTForImageClassification.from_pretrained(VIT.hub(name), attn_implementation="eager")
     labels = [hf.config.id2label[i] for i in range(hf.config.num_labels)]
     return VisionTransformer(model=HubViT(hf).eval(), labels=labels, name=name, image_size=hf.config.image_size,
-                             patch_size=hf.config.patch_size, normalization=Normalization((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)))
+                             patch_size=hf.config.patch_size,
+                             normalization=Normalization((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)))
 
 
 @SHAPES.builder(*SHAPES_CNN_VARIANTS)

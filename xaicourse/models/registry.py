@@ -74,10 +74,11 @@ class Family:
 
     @property
     def default(self) -> str:
+        """The offline default: the first offline name. Chapter 00."""
         return self.offline[0]
 
     def builder(self, *names: str):
-        """Decorator: ``fn(name)`` builds the models ``names`` (each an offline or online name)."""
+        """Decorator: ``fn(name)`` builds the models ``names`` (each an offline or online name). Chapter 00."""
         unknown = set(names) - set(self.offline) - set(self.online)
         if unknown:
             raise ValueError(f"{sorted(unknown)} are not names of the {self.what} family")
@@ -88,7 +89,7 @@ class Family:
         return register
 
     def check(self, name) -> str:
-        """``name`` if this family has it; else TypeError/ValueError listing the choices."""
+        """``name`` if this family has it; else TypeError/ValueError listing the choices. Chapter 00."""
         if not isinstance(name, str):
             raise TypeError(f"the name of a {self.what} is a str, got {type(name).__name__}: {self.choices()}")
         if name not in self.offline and name not in self.online:
@@ -96,22 +97,26 @@ class Family:
         return name
 
     def choices(self) -> str:
+        """The choices, as an error message says them: offline names first, then online ones. Chapter 00."""
         names = ", ".join(map(repr, self.offline))
-        text = f"choose {self.default_spelling} (offline, {names})" if self.default_spelling else f"choose {names} (offline)"
+        if self.default_spelling:
+            text = f"choose {self.default_spelling} (offline, {names})"
+        else:
+            text = f"choose {names} (offline)"
         if self.online:
             text += f" or one of {self.online} (online: downloaded the first time)"
         return text
 
     def load(self, name: str, device: str | torch.device = "cpu"):
-        """The bundle ``name`` on ``device``, built on the first call and cached."""
+        """The bundle ``name`` on ``device``, built on the first call and cached. Chapter 00."""
         return _load(self, self.check(name), str(torch.device(device)))
 
     def hub(self, repo_id: str) -> str:
-        """:func:`hub_source` for an online name of this family."""
+        """:func:`hub_source` for an online name of this family. Chapter 00."""
         return hub_source(repo_id, self.default_call)
 
     def require_network(self, host: str, what: str) -> None:
-        """:func:`require_network`, recommending this family's offline default."""
+        """:func:`require_network`, recommending this family's offline default. Chapter 00."""
         require_network(host, what, self.default_call)
 
 
