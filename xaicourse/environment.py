@@ -109,10 +109,10 @@ def report() -> dict[str, str]:
             info[name] = getattr(module, "__version__", "installed")
         except Exception as err:  # report, do not crash: this is a diagnostic
             info[name] = f"NOT IMPORTABLE ({type(err).__name__}: {err})"
-    import torch
-
-    info["torch threads"] = str(torch.get_num_threads())
-    info["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "not available (CPU is fine)"
+    torch = sys.modules.get("torch")  # imported by the loop above, unless it is broken (reported there)
+    if torch is not None:
+        info["torch threads"] = str(torch.get_num_threads())
+        info["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "not available (CPU is fine)"
     for name in (*NPM_ASSETS, VADER_FOLDER):
         info[f"asset {name}"] = "present" if (assets / name).exists() else "missing: run `make setup`"
     info["assets folder"] = str(assets)
