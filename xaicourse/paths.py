@@ -49,12 +49,16 @@ class MissingAsset(FileNotFoundError):
 
 
 def checkout() -> Path | None:
-    """The source checkout this package runs from (holds ``pyproject.toml``), or None when installed.
+    """The source checkout this package runs from (its ``pyproject.toml`` names xaicourse), or None when installed.
 
     Chapter 00.
     """
-    root = PACKAGE.parent
-    return root if (root / "pyproject.toml").is_file() and (root / "xaicourse").is_dir() else None
+    pyproject = PACKAGE.parent / "pyproject.toml"
+    try:
+        ours = 'name = "xaicourse"' in pyproject.read_text(encoding="utf-8")
+    except OSError:  # no pyproject.toml next to the package: an installed copy
+        return None
+    return PACKAGE.parent if ours else None
 
 
 def data_dir() -> Path:
