@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.xaicourse-installed
 ASSETS := .assets/.complete
 PORT ?= 8888
 
-.PHONY: setup lab test test-fast bench notebooks constraints clean
+.PHONY: setup lab test test-fast gpu-check bench notebooks constraints clean
 
 setup: $(INSTALLED) $(ASSETS)
 
@@ -32,6 +32,10 @@ test: setup
 # Everything but the notebooks and the browser (a quick loop while developing).
 test-fast: setup
 	$(PY) -m pytest tests -m "not browser" -p no:cacheprovider
+
+# Every method on CUDA against the CPU (run it on a machine with a GPU; under 3 minutes).
+gpu-check: setup
+	$(PY) -m pytest tests/test_cuda.py -m gpu -p no:cacheprovider -v
 
 bench: setup
 	$(PY) -m benchmarks

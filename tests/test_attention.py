@@ -226,7 +226,7 @@ def test_bertviz_html_references_no_network(cat_sentence, kind):
 def test_bertviz_without_assets_says_what_to_do(cat_sentence, monkeypatch, tmp_path):
     """A view cannot fall back to a widget (views sit below apps): it says which file is missing,
     how to get it, and which course explorer shows the same weights."""
-    monkeypatch.setattr(xc.environment, "ASSETS", tmp_path)
+    monkeypatch.setenv(xc.paths.ASSETS_ENV, str(tmp_path))
     notice = xc.viz.bertviz_offline(*cat_sentence, kind="head").data
     assert "make setup" in notice and "require.js" in notice and "attention_explorer" in notice
     assert "://" not in notice

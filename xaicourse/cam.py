@@ -31,7 +31,7 @@ from torch import nn
 
 from .batching import batched
 from .hooks import find_layer, record_layer
-from .inputs import check_int, explainer, model_input, run_model
+from .inputs import check_int, explainer, has_values, model_input, run_model
 from .maps import minmax, upsample
 from .saliency import guided_backprop
 from .targets import resolve_targets, select
@@ -108,8 +108,8 @@ def _score_cam_weights(model, acts, x, targets, batch_size):
     scores = torch.empty(acts.shape[:2], device=x.device, dtype=x.dtype)
     for b in range(len(x)):
         def masked_scores(channels: slice, b=b):
-            masks = upsample(acts[b, channels], x.shape[-2:], normalize=True, align_corners=True)  # masks made chunk by chunk, too
-            return run_model(model, x[b] * masks[:, None])[:, targets[b]]
+            masks = upsample(acts[b, channels], x.shape[-2:], normalize=True, align_corners=True)  # chunk by chunk
+            return run_model(model, x[b] * masks[:, None]).index_select(1, targets[b:b + 1])[:, 0]
 
         for channels, chunk in batched(acts.shape[1], masked_scores, model=model, batch_size=batch_size, grad=False,
                                        budget=SCORE_CAM_BUDGET_BYTES, desc=f"Score-CAM masks (image {b + 1}/{len(x)})"):
@@ -145,7 +145,7 @@ def _cam(model, layer, x, target, reshape, channel_weights: Callable, needs_grad
 
 def _warn_if_empty(cam: torch.Tensor, grads: torch.Tensor | None, name: str) -> None:
     empty = (cam.flatten(1) == 0).all(dim=1)
-    if not empty.any():
+    if not has_values(empty) or not empty.any():
         return
     which = empty.nonzero().flatten().tolist()[:8]
     if grads is not None and (grads[empty].flatten(1) == 0).all():

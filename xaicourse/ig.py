@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from .batching import batched
-from .inputs import check_int, explainer, generator, model_input, run_model
+from .inputs import check_int, explainer, generator, has_values, model_input, run_model
 from .targets import resolve_targets, select
 
 __all__ = ["BASELINES", "MEMORY_BUDGET_BYTES", "RULES", "black_baseline", "blur_baseline", "completeness_delta",
@@ -318,7 +318,7 @@ def _as_baseline(baseline, x):
     if not isinstance(baseline, torch.Tensor):
         raise TypeError(f"baseline must be None, a number or a tensor, got {type(baseline).__name__}")
     baseline = baseline.detach().to(device=x.device, dtype=x.dtype)
-    if not torch.isfinite(baseline).all():
+    if has_values(baseline) and not torch.isfinite(baseline).all():
         raise ValueError("the baseline contains NaN or inf values: the attributions would be NaN; give a finite "
                          "baseline (e.g. xc.ig.black_baseline(x, model_bundle))")
     if baseline.shape == x.shape[1:] or (baseline.ndim == x.ndim and baseline.shape[0] == 1 and baseline.shape[1:] == x.shape[1:]):

@@ -25,8 +25,13 @@ from torch import nn
 
 from .hooks import eval_mode
 
-__all__ = ["check_choice", "check_int", "check_model", "check_number", "explainer", "generator", "logits", "model_input",
+__all__ = ["check_choice", "check_int", "check_model", "check_number", "explainer", "generator", "has_values", "logits", "model_input",
            "positive_int", "run_model", "warn_if_zero"]
+
+
+def has_values(t: torch.Tensor) -> bool:
+    """False on the meta device (shapes only), where value checks are skipped. Chapter 01."""
+    return t.device.type != "meta"
 
 
 def check_model(model) -> nn.Module:
@@ -54,7 +59,7 @@ def model_input(model: nn.Module, x, *, image: bool = True) -> torch.Tensor:
         raise ValueError(f"x must have shape {shape}, got {tuple(x.shape)}{hint}")
     if len(x) == 0:
         raise ValueError(f"x is an empty batch (shape {tuple(x.shape)}): give at least one sample")
-    if not torch.isfinite(x).all():
+    if has_values(x) and not torch.isfinite(x).all():
         raise ValueError("x contains NaN or inf values: check the preprocessing (e.g. a division by a zero std)")
     parameter = next((p for p in model.parameters() if p.is_floating_point()), None)
     if parameter is None:
@@ -71,7 +76,9 @@ def logits(output) -> torch.Tensor:
     """
     found = output
     if isinstance(output, dict) or hasattr(output, "logits"):
-        if hasattr(output, "logits") and getattr(output, "logits") is not None:
+        if isinstance(output, dict) and output.get("logits") is not None:  # also a ModelOutput (a dict too)
+            found = output["logits"]
+        elif getattr(output, "logits", None) is not None:
             found = output.logits
         elif isinstance(output, dict) and len(output) == 1:
             found = next(iter(output.values()))
@@ -136,7 +143,7 @@ def explainer(fn=None, *, zero_warning: bool = True):
 
 def warn_if_zero(result, name: str, cause: str | None = None) -> None:
     """Warn when the map of one or more samples of ``result`` (B, ...) is entirely zero. Chapter 01."""
-    if not isinstance(result, torch.Tensor) or result.ndim < 2 or len(result) == 0:
+    if not isinstance(result, torch.Tensor) or result.ndim < 2 or len(result) == 0 or not has_values(result):
         return
     zero = (result.detach().flatten(1) == 0).all(dim=1)
     if zero.any():

@@ -13,7 +13,7 @@ from typing import Union
 import torch
 from torch import nn
 
-from .inputs import run_model
+from .inputs import has_values, run_model
 
 __all__ = ["Baseline", "Target", "resolve_targets", "score_gradient", "select"]
 
@@ -52,7 +52,7 @@ def resolve_targets(target, logits: torch.Tensor) -> torch.Tensor:
     else:
         raise TypeError(f"target must be None, an int or one int per sample, got {type(target).__name__}")
     bad = (targets < 0) | (targets >= n_classes)
-    if bad.any():
+    if has_values(bad) and bad.any():
         raise ValueError(f"target {targets[bad][0].item()} is out of range: the model has {n_classes} classes, valid targets are 0..{n_classes - 1}")
     return targets.to(logits.device)
 

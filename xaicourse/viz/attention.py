@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from .. import environment
+from .. import paths
 
 __all__ = ["BERTVIZ_ASSETS", "bertviz_offline", "head_grid", "heatmap", "offline_html"]
 
@@ -83,9 +83,9 @@ def bertviz_offline(attentions: torch.Tensor, tokens: list[str], kind: str = "he
     if kind not in views:
         raise ValueError(f"kind must be 'head' or 'model', got {kind!r}")
     try:
-        require_js = environment.asset("require.js").read_text()
-        libraries = {key: environment.asset(name).read_bytes() for key, name in BERTVIZ_ASSETS.items()}
-    except environment.MissingAsset as missing:
+        require_js = paths.asset("require.js").read_text()
+        libraries = {key: paths.asset(name).read_bytes() for key, name in BERTVIZ_ASSETS.items()}
+    except paths.MissingAsset as missing:
         return HTML(f"<p><b>bertviz offline needs its JavaScript</b>: {html_lib.escape(str(missing))}. Meanwhile "
                     "<code>xc.widgets.attention_explorer(attentions, tokens)</code> shows the same weights.</p>")
     html = views[kind](tuple(a.unsqueeze(0) for a in attentions), tokens, html_action="return", **options).data

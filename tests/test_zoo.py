@@ -1,0 +1,226 @@
+"""A practitioner's zoo: the package on models nobody tuned it to (issue "no silent garbage").
+
+Randomly initialised torchvision and timm models of different families, small inputs: a plain CNN
+with in-place ReLU (VGG), residual (ResNet), inverted residual with ReLU6 (MobileNetV2), ConvNeXt, ViTs
+with one, two and five prefix tokens, and a model whose forward returns a dict. Every method runs with
+``layer=None``; the maps must be finite and carry evidence, and the model must be left exactly as found.
+"""
+import copy
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+import xaicourse as xc
+
+SIZE = 64
+
+
+class DictOutput(nn.Module):
+    """A model whose forward returns {"logits": ...}, like many research codebases."""
+
+    def __init__(self, body):
+        super().__init__()
+        self.body = body
+
+    def forward(self, x):
+        return {"logits": self.body(x), "features": x.mean()}
+
+
+def _vgg():
+    from torchvision.models import vgg11
+
+    return vgg11(num_classes=5)
+
+
+def _resnet():
+    from torchvision.models import resnet18
+
+    return resnet18(num_classes=5)
+
+
+def _mobilenet():
+    from torchvision.models import mobilenet_v2
+
+    return mobilenet_v2(num_classes=5)
+
+
+def _convnext():
+    import timm
+
+    return timm.create_model("convnext_atto", pretrained=False, num_classes=5)
+
+
+def _vit():
+    import timm
+
+    return timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=SIZE, num_classes=5)
+
+
+def _deit():
+    import timm
+
+    return timm.create_model("deit_tiny_distilled_patch16_224", pretrained=False, img_size=SIZE, num_classes=5)
+
+
+def _vit_registers():
+    from timm.models.vision_transformer import VisionTransformer
+
+    return VisionTransformer(img_size=SIZE, patch_size=16, embed_dim=64, depth=2, num_heads=2, reg_tokens=4,
+                             num_classes=5)
+
+
+def _dict_model():
+    torch.manual_seed(0)
+    return DictOutput(nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1),
+                                    nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5)))
+
+
+ZOO = {"vgg11": _vgg, "resnet18": _resnet, "mobilenet_v2": _mobilenet, "convnext_atto": _convnext,
+       "vit_tiny": _vit, "deit_distilled": _deit, "vit_registers": _vit_registers, "dict_output": _dict_model}
+PREFIX = {"vit_tiny": 1, "deit_distilled": 2, "vit_registers": 5}
+
+
+@pytest.fixture(scope="module", params=list(ZOO))
+def zoo_model(request):
+    torch.manual_seed(0)
+    return request.param, ZOO[request.param]().eval()
+
+
+X = torch.randn(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+
+METHODS = {
+    "grad_cam": lambda m, x: xc.cam.grad_cam(m, None, x, [1, 3]),
+    "grad_cam_pp": lambda m, x: xc.cam.grad_cam_pp(m, None, x, [1, 3]),
+    "guided_grad_cam": lambda m, x: xc.cam.guided_grad_cam(m, None, x, [1, 3]),
+    "vanilla_gradient": lambda m, x: xc.saliency.vanilla_gradient(m, x, [1, 3]),
+    "smoothgrad": lambda m, x: xc.saliency.smoothgrad(m, x, [1, 3], n_samples=2),
+    "integrated_gradients": lambda m, x: xc.ig.integrated_gradients(m, x, [1, 3], n_steps=4),
+}
+
+
+def snapshot(model):
+    return ({k: v.clone() for k, v in model.state_dict().items()}, [m.training for m in model.modules()],
+            xc.hooks.hooks_left(model), [p.grad for p in model.parameters()])
+
+
+def same(a, b):
+    return (a[0].keys() == b[0].keys() and all(torch.equal(a[0][k], b[0][k]) for k in a[0])
+            and a[1:3] == b[1:3] and all(g is None for g in b[3]))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_makes_a_map_with_evidence_and_leaves_the_model_as_found(zoo_model, method):
+    name, model = zoo_model
+    if method == "guided_grad_cam" and not any(isinstance(m, (nn.ReLU, nn.ReLU6)) for m in model.modules()):
+        with pytest.raises(ValueError, match="ReLU"):
+            METHODS[method](model, X)
+        return
+    before = snapshot(model)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = METHODS[method](model, X)
+    assert torch.isfinite(out).all()
+    empty = (out.flatten(1).abs().amax(dim=1) == 0).nonzero().flatten().tolist()
+    said = " ".join(str(w.message) for w in caught)
+    # a random model may have no evidence for a class: then the map is empty and a warning says why
+    assert not empty or ("zero" in said and str(empty[0]) in said), f"{method} on {name}: silent empty map {empty}"
+    assert len(empty) < len(out), f"{method} on {name}: no map has any evidence"
+    assert same(before, snapshot(model)), f"{method} changed {name}"
+
+
+def test_token_models_get_a_usable_layer_and_their_prefix_tokens(zoo_model):
+    name, model = zoo_model
+    if name not in PREFIX:
+        pytest.skip("not a token model")
+    assert xc.cam.find_target_layer(model) is model.blocks[-1].norm1
+    assert xc.cam.prefix_tokens(model, 16 + PREFIX[name]) == PREFIX[name]
+    cams = xc.cam.grad_cam(model, None, X, [1, 3])
+    assert cams.shape == (2, SIZE, SIZE) and (cams.flatten(1).amax(1) == 1).all()
+
+
+def test_the_last_block_of_a_vit_warns_instead_of_returning_silent_zeros():
+    model = _vit().eval()
+    with pytest.warns(UserWarning, match="class token gets a gradient.*norm1"):
+        cams = xc.cam.grad_cam(model, model.blocks[-1], X, [1, 3], reshape="vit")
+    assert (cams == 0).all()
+
+
+def _without_inplace(model):
+    clone = copy.deepcopy(model)
+    for module in clone.modules():
+        if hasattr(module, "inplace"):
+            module.inplace = False
+    return clone
+
+
+@pytest.mark.parametrize("name, layer", [("vgg11", "features.18"), ("resnet18", "layer3.1.bn2"),
+                                         ("mobilenet_v2", "features.17.conv.0.1")])
+def test_in_place_activations_after_the_layer_do_not_change_the_map(name, layer):
+    """VGG's and ResNet's ReLU(inplace=True) follow these layers: the recorded output must be the layer's own."""
+    torch.manual_seed(0)
+    model = ZOO[name]().eval()
+    reference = _without_inplace(model)
+    for method in (xc.cam.grad_cam, xc.cam.grad_cam_pp):
+        torch.testing.assert_close(method(model, layer, X, [1, 3]), method(reference, layer, X, [1, 3]), atol=1e-5, rtol=0)
+    with xc.hooks.record_layer(model, layer) as rec, torch.no_grad():
+        model(X)
+    assert rec.activations.min() < 0  # the BatchNorm output before the ReLU, not after it
+
+
+def test_train_mode_models_are_explained_in_eval_mode_and_restored():
+    """Batch-norm statistics are not updated, dropout is off (two runs agree), the mode is restored."""
+    torch.manual_seed(0)
+    model = _resnet().train()
+    vgg = _vgg().train()  # has dropout
+    buffers = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.warns(UserWarning, match="training mode"):
+        first = xc.saliency.vanilla_gradient(vgg, X, [1, 3])
+    with pytest.warns(UserWarning, match="training mode"):
+        assert torch.equal(first, xc.saliency.vanilla_gradient(vgg, X, [1, 3]))
+    for method in METHODS.values():
+        with pytest.warns(UserWarning, match="training mode"):
+            method(model, X)
+    assert all(torch.equal(buffers[k], v) for k, v in model.state_dict().items())
+    assert model.training and all(m.training for m in model.modules())
+
+
+def test_model_outputs_that_are_not_a_tensor():
+    base = _dict_model().body.eval()
+
+    class TupleOutput(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = base
+
+        def forward(self, x):
+            return self.body(x), x.sum()
+
+    expected = xc.saliency.vanilla_gradient(base, X, [1, 3])
+    for wrapped in (TupleOutput().eval(), DictOutput(base).eval()):
+        torch.testing.assert_close(xc.saliency.vanilla_gradient(wrapped, X, [1, 3]), expected)
+    with pytest.raises(TypeError, match="logits"):
+        xc.inputs.logits({"a": torch.zeros(2, 5), "b": torch.zeros(2, 5)})
+    with pytest.raises(TypeError, match="class scores"):
+        xc.inputs.logits("scores")
+
+
+def test_dead_relus_warn_instead_of_returning_silent_zeros():
+    net = nn.Sequential(nn.Flatten(), nn.Linear(3 * SIZE * SIZE, 4), nn.ReLU(), nn.Linear(4, 2)).eval()
+    with torch.no_grad():
+        net[1].bias.fill_(-1e4)  # every hidden unit dead
+    with pytest.warns(UserWarning, match="entirely zero.*dead ReLUs"):
+        out = xc.saliency.vanilla_gradient(net, X)
+    assert (out == 0).all()
+
+
+def test_float64_models_and_numpy_targets():
+    import numpy as np
+
+    model = _dict_model().body.double().eval()
+    out = xc.saliency.vanilla_gradient(model, X, np.array([1, 3]))
+    assert out.dtype == torch.float64
+    torch.testing.assert_close(out, xc.saliency.vanilla_gradient(model, X.double(), [1, 3]))
+    cams = xc.cam.grad_cam(model, None, X, np.int64(2))
+    assert cams.shape == (2, SIZE, SIZE)
