@@ -3,10 +3,10 @@
 A check runs your function on a small fixed case (:mod:`xaicourse.testing`) and hands the answer to
 :func:`compare`, the one grading routine: it reads the answer like the reference (any dtype or
 device, a tensor or a plain number), passes when the two agree, and otherwise walks the check's
-catalogue of known mistakes (:class:`Mistake`) once and fails with the hint of the first mistake
-the answer matches, or with the check's general hint. Whatever the answer is (None, a list, a
-float64 tensor on a GPU), the learner gets a :class:`CheckFailed` with a hint, never a crash of the
-check itself. :func:`expect_as_found` and :func:`expect_unchanged` add the hygiene part: no hooks,
+catalogue of known mistakes (:class:`Mistake`) once (:func:`expect_none_of`) and fails with the
+hint of the first mistake the answer matches, or with the check's general hint. Whatever the answer
+is (None, a list, a float64 tensor on a GPU), the learner gets a :class:`CheckFailed` with a hint,
+never a crash of the check itself. :func:`expect_as_found` and :func:`expect_unchanged` add the hygiene part: no hooks,
 no ``.grad``, the model's mode and weights and the caller's tensors as they were.
 
 :func:`grader` turns a check body into a check: an untouched stub is reported as "not implemented
@@ -34,7 +34,7 @@ from .. import hooks
 
 __all__ = [
     "CheckFailed", "Mistake", "ModelState", "RESULTS_ENV", "as_answer", "compare", "expect", "expect_as_found",
-    "expect_no_hooks", "expect_returned", "expect_unchanged", "grader", "hooks_left", "record",
+    "expect_no_hooks", "expect_none_of", "expect_returned", "expect_unchanged", "grader", "hooks_left", "record",
 ]
 
 RESULTS_ENV = "XAICOURSE_GRADE_FILE"
@@ -144,13 +144,22 @@ def compare(got, want, mistakes: Iterable[Mistake] = (), *, otherwise: str | Cal
     got, want = as_answer(got, like=want), _values(want)
     if _agrees(got, want, rtol, atol):
         return got
-    for mistake in mistakes:
-        if mistake.matches(got, rtol, atol):
-            raise CheckFailed(mistake.hint)
+    expect_none_of(got, mistakes, rtol=rtol, atol=atol)
     if got.shape != want.shape:
         hint = f": {shape_hint}" if shape_hint else ""
         raise CheckFailed(f"expected shape {tuple(want.shape)}, got {tuple(got.shape)}{hint}")
     raise CheckFailed(otherwise(got) if callable(otherwise) else otherwise)
+
+
+def expect_none_of(got: torch.Tensor, mistakes: Iterable[Mistake], *, rtol: float = 1e-5, atol: float = 1e-6) -> None:
+    """Walk a catalogue once: CheckFailed with the hint of the first mistake that ``got`` matches. Chapter 00.
+
+    :func:`compare` runs it when the answer differs from the reference; a check whose answer has no
+    single reference value (e.g. the noise SmoothGrad drew) runs it on its own.
+    """
+    for mistake in mistakes:
+        if mistake.matches(got, rtol, atol):
+            raise CheckFailed(mistake.hint)
 
 
 def as_answer(got, like, *, shape_hint: str | None = None) -> torch.Tensor:

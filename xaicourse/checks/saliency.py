@@ -10,8 +10,8 @@ import torch
 
 from .. import saliency, testing
 from ..targets import select
-from .core import (Mistake, ModelState, as_answer, compare, expect, expect_as_found, expect_no_hooks, expect_unchanged,
-                   grader)
+from .core import (Mistake, ModelState, as_answer, compare, expect, expect_as_found, expect_no_hooks, expect_none_of,
+                   expect_unchanged, grader)
 
 __all__ = ["check_smoothgrad", "check_vanilla_gradient"]
 
@@ -108,21 +108,31 @@ def _noise_values(smoothgrad, model, x, target) -> torch.Tensor:
     return ((got - v) / (3 * w)).clamp(min=0).sqrt() - x.double()
 
 
+def _standardised(e: torch.Tensor) -> torch.Tensor:
+    return (e - e.mean(1, keepdim=True)) / e.std(1, keepdim=True).clamp(min=1e-12)
+
+
+_NOISE_MISTAKES = [  # tests of the noise values e (one row per sample) that one noisy copy reveals
+    Mistake("the result does not depend on noise_level: add Gaussian noise to the input before the forward pass, and "
+            "differentiate with respect to the noisy input", when=lambda e: bool(e.abs().amax() <= 1e-3)),
+    Mistake("your noise is uniform (torch.rand draws from [0, 1)): SmoothGrad adds Gaussian noise N(0, sigma^2), "
+            "torch.randn(x.shape, generator=g) times sigma",
+            when=lambda e: float(_standardised(e).pow(4).mean()) < 2.2),   # kurtosis: 3 Gaussian, 1.8 uniform
+    Mistake("your noise is not centred on 0: draw it from torch.randn (mean 0), scaled by sigma, and add it to x",
+            when=lambda e: bool((e.mean(1).abs() >= 0.3 * e.std(1)).any())),
+    Mistake("every sample of the batch got the same noise: draw noise of the full batch shape, torch.randn(x.shape, "
+            "generator=g), not one (C, H, W) draw broadcast over the batch",
+            when=lambda e: torch.allclose(*_standardised(e)[:2], atol=1e-3)),
+]
+
+
 def _noise_shape(smoothgrad) -> None:
     """One noisy copy per sample: the noise must be Gaussian, centred, and drawn anew for every sample."""
     model, _, x, target = testing.noise_probe_case()
     x_before, state = x.clone(), ModelState.of(model)
     e = _noise_values(smoothgrad, model, x, target).flatten(1)
     _leaves_as_found(model, state, x, x_before)
-    expect(bool(e.abs().amax() > 1e-3), "the result does not depend on noise_level: add Gaussian noise to the input "
-                                        "before the forward pass, and differentiate with respect to the noisy input")
-    z = (e - e.mean(1, keepdim=True)) / e.std(1, keepdim=True).clamp(min=1e-12)
-    expect(float(z.pow(4).mean()) > 2.2, "your noise is uniform (torch.rand draws from [0, 1)): SmoothGrad adds "
-                                         "Gaussian noise N(0, sigma^2), torch.randn(x.shape, generator=g) times sigma")
-    expect(bool((e.mean(1).abs() < 0.3 * e.std(1)).all()),
-           "your noise is not centred on 0: draw it from torch.randn (mean 0), scaled by sigma, and add it to x")
-    expect(not torch.allclose(z[0], z[1], atol=1e-3), "every sample of the batch got the same noise: draw noise "
-           "of the full batch shape, torch.randn(x.shape, generator=g), not one (C, H, W) draw broadcast over the batch")
+    expect_none_of(e, _NOISE_MISTAKES)
 
 
 def _noise_scale(smoothgrad, model, x, target) -> None:
