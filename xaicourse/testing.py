@@ -33,12 +33,14 @@ class ModelCase(NamedTuple):
 
 
 class DeletionCase(NamedTuple):
+    """A model in eval mode, one image (1, C, H, W) and a saliency (H, W) to delete pixels by."""
     model: nn.Module
     x: torch.Tensor
     saliency: torch.Tensor
 
 
 class IGCase(NamedTuple):
+    """Two float64 models on 6 features (a linear one and a tanh net), one input (1, 6) and its baseline."""
     linear: nn.Module
     tanh_net: nn.Module
     x: torch.Tensor
