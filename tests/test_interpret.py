@@ -1,7 +1,6 @@
 """xaicourse.interpret (chapter 05): image and text reports with real values, the misclassification
 analysis, and clear errors. Oracles: the package's own methods (tested against Captum and
 pytorch-grad-cam in their chapters) and Captum's IntegratedGradients for the text side."""
-import numpy as np
 import pytest
 import torch
 

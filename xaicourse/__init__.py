@@ -19,7 +19,7 @@ MODELS_AND_DATA = ["data", "models", "train"]
 METHODS = ["attention", "cam", "deeplift", "diagnose", "ig", "lime", "lrp", "maps", "metrics", "saliency", "shapley"]
 VIEWS = ["viz"]
 APPS = ["interpret", "widgets"]
-COURSE = ["checks", "notebooks"]
+COURSE = ["authoring", "checks", "grading", "notebooks"]
 __all__ = sorted(PLUMBING + MODELS_AND_DATA + METHODS + VIEWS + APPS + COURSE)
 
 

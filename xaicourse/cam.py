@@ -32,7 +32,7 @@ from torch import nn
 from .batching import batched
 from .hooks import find_layer, record_layer
 from .inputs import check_int, explainer, has_values, model_input, run_model
-from .maps import minmax, upsample
+from .maps import upsample
 from .saliency import guided_backprop
 from .targets import resolve_targets, select
 

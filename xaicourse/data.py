@@ -38,7 +38,7 @@ PHOTOS = {
 
 
 def image(name: str) -> Image.Image:
-    """A bundled photo as an RGB PIL image. ``name`` is one of :data:`PHOTOS`."""
+    """A bundled photo as an RGB PIL image. ``name`` is one of :data:`PHOTOS`. Chapter 00."""
     if name not in PHOTOS:
         raise ValueError(f"unknown photo {name!r}: choose one of {', '.join(sorted(PHOTOS))}")
     source, _, item = PHOTOS[name][0].partition(":")
@@ -57,7 +57,7 @@ def image(name: str) -> Image.Image:
 
 
 def to_pil(array: np.ndarray) -> Image.Image:
-    """A PIL image from an (H, W, 3) or (H, W) uint8 array, e.g. from :func:`load_image`."""
+    """A PIL image from an (H, W, 3) or (H, W) uint8 array, e.g. from :func:`load_image`. Chapter 00."""
     array = np.asarray(array)
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)):
         raise ValueError(f"an image array is (H, W, 3) or (H, W), got shape {array.shape}")
@@ -65,7 +65,7 @@ def to_pil(array: np.ndarray) -> Image.Image:
 
 
 def load_image(source) -> np.ndarray:
-    """Read a photo from a path, a PIL image or an array; returns (H, W, 3) uint8 RGB.
+    """Read a photo from a path, a PIL image or an array; returns (H, W, 3) uint8 RGB. Chapter 00.
 
     Grayscale, RGBA (composited on white), 16-bit and float [0, 1] images are converted. A URL is
     refused: the course runs offline and downloads nothing.
@@ -167,7 +167,7 @@ def shapes(
     marker_size: int = 6,
     classes: tuple[str, ...] = SHAPE_CLASSES,
 ) -> ShapesDataset:
-    """Deterministic synthetic images: one shape (the label) on a textured background.
+    """Deterministic synthetic images: one shape (the label) on a textured background. Chapter 02.
 
     ``marker``: None for no marker; otherwise the probability that a bright square marker sits in
     the corner that belongs to the label (class k -> corner k). With probability ``1 - marker`` the

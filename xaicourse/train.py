@@ -4,7 +4,12 @@ Each section trains one artifact; rerunning it with the same seed reproduces the
 """
 from __future__ import annotations
 
-from . import paths
+import time
+
+import torch
+from tqdm.auto import tqdm
+
+from . import data, models, paths
 from .inputs import positive_int
 
 __all__ = ["SHAPES_CNN_SPLITS", "TINY_VIT_DATA", "predict_texts", "shapes_accuracy", "train_head", "train_sentiment",
@@ -27,13 +32,7 @@ def train_sentiment(epochs: int = 2, seed: int = 0, batch_size: int = 32, lr: fl
     On a CPU shared with other jobs, run it with OMP_NUM_THREADS=1: spin-waiting OpenMP threads
     made it 25x slower on a busy 2-core machine. Taught in chapter 05.
     """
-    import time
-
-    import torch
     from safetensors.torch import save_file
-    from tqdm.auto import tqdm
-
-    from . import data, models
 
     positive_int("epochs", epochs)
     start = time.time()
@@ -72,9 +71,6 @@ def train_sentiment(epochs: int = 2, seed: int = 0, batch_size: int = 32, lr: fl
 
 def _frozen_features(model, tokenizer, texts, max_length, desc, chunk: int = 128) -> list:
     """Output of layer 5 (the input of the trainable sixth layer) per sentence: (T_i, 384) float16."""
-    import torch
-    from tqdm.auto import tqdm
-
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     features = [None] * len(texts)
     for start in tqdm(range(0, len(order), chunk), desc=desc):
@@ -90,8 +86,6 @@ def _frozen_features(model, tokenizer, texts, max_length, desc, chunk: int = 128
 
 def _top_logits(model, features: list):
     """The classifier's logits from cached layer-5 features: the last layer at [CLS] only, the pooler, the head."""
-    import torch
-
     hidden = torch.nn.utils.rnn.pad_sequence([h.float() for h in features], batch_first=True)  # (B, T, D)
     padding = torch.nn.utils.rnn.pad_sequence([torch.zeros(len(h), dtype=torch.bool) for h in features],
                                               batch_first=True, padding_value=True)
@@ -112,7 +106,6 @@ def _top_logits(model, features: list):
 
 
 def _accuracy(model, features: list, labels, chunk: int = 128) -> float:
-    import torch
 
     with torch.no_grad():
         predictions = torch.cat([_top_logits(model, features[i:i + chunk]).argmax(1)
@@ -136,13 +129,6 @@ def train_tiny_vit(epochs: int = 24, seed: int = 0, batch_size: int = 32, lr: fl
     ~0.6 MB), class names and accuracies to ``path`` (default: data/tiny_vit.pt) and returns
     {"train_accuracy", "test_accuracy", "seconds"}. Taught in chapter 04.
     """
-    import time
-
-    import torch
-    from tqdm.auto import tqdm
-
-    from . import data, models
-
     positive_int("epochs", epochs)
     start = time.time()
     torch.manual_seed(seed)
@@ -194,13 +180,6 @@ def train_shapes_cnn(variant: str = "shortcut", epochs: int = 10, seed: int = 0,
     data/shapes_cnn_<variant>.pt) and returns {"test_accuracy", "test_accuracy_marker_moved",
     "seconds"}. Taught in chapter 02.
     """
-    import time
-
-    import torch
-    from tqdm.auto import tqdm
-
-    from . import data, models
-
     default_path = models.shapes_cnn_path(variant)  # an unknown variant fails here, with the choices
     start, threads = time.time(), torch.get_num_threads()
     torch.set_num_threads(1)  # small convolutions: one thread is fastest, and the result is reproducible
@@ -236,11 +215,7 @@ def train_shapes_cnn(variant: str = "shortcut", epochs: int = 10, seed: int = 0,
 
 
 def shapes_accuracy(model, marker: float | None) -> float:
-    """Accuracy of a shapes CNN on the fixed test split drawn with ``marker`` (see ``data.shapes``)."""
-    import torch
-
-    from . import data, models
-
+    """Accuracy of a shapes CNN on the fixed test split drawn with ``marker`` (see ``data.shapes``). Chapter 02."""
     test = data.shapes(**SHAPES_CNN_SPLITS["test"], marker=marker, **models.SHAPES_CNN_DATA)
     with torch.no_grad():
         return (model(test.images).argmax(1) == test.labels).float().mean().item()
@@ -256,10 +231,6 @@ def train_head(texts: list[str], labels, *, seed: int = 0, steps: int = 300, lr:
     features computed once. Returns a :class:`~xaicourse.models.TextModel` that the chapter's
     interpreter explains like any classifier. Seconds for a thousand sentences. Taught in chapter 05.
     """
-    import torch
-
-    from . import data, models
-
     if len(texts) != len(labels):
         raise ValueError(f"{len(texts)} texts and {len(labels)} labels: give one label per text")
     torch.manual_seed(seed)
@@ -280,9 +251,6 @@ def train_head(texts: list[str], labels, *, seed: int = 0, steps: int = 300, lr:
 
 def predict_texts(text_model, texts: list[str], batch_size: int = 64):
     """Class probabilities (N, C) of a sentence classifier for many texts, in batches. Chapter 05."""
-    import torch
-    from tqdm.auto import tqdm
-
     if isinstance(texts, str) or not texts:
         raise ValueError("texts must be a non-empty list of strings")
     probs = []
@@ -296,9 +264,6 @@ def predict_texts(text_model, texts: list[str], batch_size: int = 64):
 
 def _pooled(text_model, texts: list[str], batch_size: int = 64):
     """The pooled [CLS] features (N, 384) a BertForSequenceClassification head reads."""
-    import torch
-    from tqdm.auto import tqdm
-
     model, features = text_model.model, []
     for i in tqdm(range(0, len(texts), batch_size), desc="sentence features", leave=False):
         enc = text_model.tokenizer(list(texts[i:i + batch_size]), return_tensors="pt", padding=True,
