@@ -4,6 +4,9 @@
   EfficientNet-Lite0 at 224 px; target <= 5 s on CPU. The three maps are also timed alone.
 * text: one sentence through TextClassifierInterpreter (LIG, 50 steps) on the offline sentiment
   classifier; target <= 2 s on CPU.
+* long text: a 2,000-word review (truncated to the model's 512 tokens, with a warning): the IG path
+  points go through the model in chunks sized from the memory budget; target peak RSS <= 1.5 GB
+  (Captum's LayerIntegratedGradients with its default batching peaked at 4.4 GB).
 
     python -m benchmarks interpret
 """
@@ -13,7 +16,9 @@ from .harness import measure
 
 TITLE = "End-to-end reports (chapter 05): image <= 5 s, text <= 2 s"
 TARGETS_S = {"image report": 5.0, "text report": 2.0}
+TARGETS_MB = {"long text report": 1500.0}
 SENTENCE = "The acting is superb, but the plot is a predictable, tedious mess."
+LONG_TEXT = " ".join([SENTENCE] * 167)  # 2,004 words
 
 
 def _image_interpreter(methods):
@@ -47,13 +52,33 @@ def text_report():
     return partial(TextClassifierInterpreter(xc.models.sentiment_classifier()).interpret, SENTENCE)
 
 
+def long_text_report():
+    import warnings
+
+    import xaicourse as xc
+    from xaicourse.interpret import TextClassifierInterpreter
+
+    interpreter = TextClassifierInterpreter(xc.models.sentiment_classifier())
+
+    def run():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "truncated to the first 512 tokens"
+            return interpreter.interpret(LONG_TEXT)
+
+    return run
+
+
 def run() -> str:
     cases = {"image report": "image_report", "  Grad-CAM only": "image_gradcam", "  IG 50 only": "image_ig",
-             "  SmoothGrad 50 only": "image_smoothgrad", "text report": "text_report"}
-    lines = ["| report | median time (s) | target (s) | within target | peak RSS (MB) |", "|---|---:|---:|---|---:|"]
+             "  SmoothGrad 50 only": "image_smoothgrad", "text report": "text_report",
+             "long text report": "long_text_report"}
+    lines = ["| report | median time (s) | target (s) | peak RSS (MB) | target RSS (MB) | within target |",
+             "|---|---:|---:|---:|---:|---|"]
     for label, case in cases.items():
-        m = measure(f"benchmarks.bench_interpret:{case}")
-        target = TARGETS_S.get(label)
-        verdict = "" if target is None else ("yes" if m.median_s <= target else "NO")
-        lines.append(f"| {label} | {m.median_s:.2f} | {target or ''} | {verdict} | {m.peak_rss_mb:.0f} |")
+        m = measure(f"benchmarks.bench_interpret:{case}", repeat=1 if case == "long_text_report" else 3)
+        target, target_mb = TARGETS_S.get(label), TARGETS_MB.get(label)
+        met = [m.median_s <= target] if target else []
+        met += [m.peak_rss_mb <= target_mb] if target_mb else []
+        verdict = "" if not met else ("yes" if all(met) else "NO")
+        lines.append(f"| {label} | {m.median_s:.2f} | {target or ''} | {m.peak_rss_mb:.0f} | {target_mb or ''} | {verdict} |")
     return "\n".join(lines)
