@@ -26,6 +26,7 @@ from torch import nn
 
 from .batching import batched
 from .inputs import check_int, explainer, generator, has_values, model_input, run_model
+from .models import ImageModel, Normalization, VisionTransformer
 from .targets import resolve_targets, select
 
 __all__ = ["BASELINES", "MEMORY_BUDGET_BYTES", "RULES", "black_baseline", "blur_baseline", "completeness_delta",
@@ -230,15 +231,16 @@ def _mean_std(normalization, x):
     """Per-channel (mean, std) shaped to broadcast over x (B, C, H, W); identity for None.
 
     ``normalization``: None, a :class:`xaicourse.models.Normalization`, an image model bundle (its
-    ``normalization``) or a (mean, std) pair.
+    ``normalization`` is used) or a (mean, std) pair of per-channel values.
     """
     if normalization is None:
         return 0.0, 1.0
-    normalization = getattr(normalization, "normalization", normalization)
-    if isinstance(normalization, (tuple, list)) and len(normalization) == 2:
-        mean, std = normalization
-    elif hasattr(normalization, "mean") and hasattr(normalization, "std"):
+    if isinstance(normalization, (ImageModel, VisionTransformer)):
+        normalization = normalization.normalization
+    if isinstance(normalization, Normalization):
         mean, std = normalization.mean, normalization.std
+    elif isinstance(normalization, (tuple, list)) and len(normalization) == 2:
+        mean, std = normalization
     else:
         raise TypeError(f"normalization must be None, a Normalization, an image model or a (mean, std) pair, got "
                         f"{type(normalization).__name__}")
