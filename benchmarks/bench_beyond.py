@@ -1,0 +1,196 @@
+"""Chapter 08 on EfficientNet-Lite0 at 224: ours (defaults) vs Captum, shap and zennit, same work.
+
+* KernelSHAP and LIME, 16 SLIC superpixels (about 9 segments on the cat), 128 samples: ours vs Captum
+  at each ``perturbations_per_eval`` of :data:`CAPTUM_PER_EVAL` (its best is the bar) and vs
+  ``shap.KernelExplainer`` (given a batched function of the masks);
+* DeepLIFT (black baseline) vs Captum's ``DeepLift``;
+* GradientSHAP, 3 baselines and 20 samples, vs Captum's ``GradientShap`` (its ``n_samples`` run as one
+  batch by default);
+* LRP with EpsilonPlusFlat vs zennit called directly.
+
+Targets (issue 17): no slower than the best-tuned peer with zero user tuning, bounded memory.
+
+    python -m benchmarks beyond
+"""
+from functools import partial
+
+from .harness import compare, table
+
+TITLE = "Chapter 08: KernelSHAP, LIME, DeepLIFT, GradientSHAP, LRP (224 px, EfficientNet-Lite0)"
+N_SAMPLES = 128
+N_SEGMENTS = 16
+CAPTUM_PER_EVAL = (1, 8, 32)
+GRADIENT_SHAP_SAMPLES = 20
+
+
+def _setup():
+    import torch
+
+    import xaicourse as xc
+    from xaicourse import ig, lime
+
+    cnn = xc.models.imagenet_cnn()
+    x = cnn.preprocess(xc.data.image("cat"))
+    with torch.no_grad():
+        target = cnn.model(x).argmax().item()
+    black = ig.black_baseline(x, cnn)
+    segments = lime.superpixels(x, n_segments=N_SEGMENTS)
+    return cnn, x, target, black, segments
+
+
+def _quiet():
+    import warnings
+
+    warnings.filterwarnings("ignore", module="captum")
+
+
+# ---------------------------------------------------------------------------------------------- KernelSHAP
+def ours_kernel_shap(n_samples=N_SAMPLES):
+    from xaicourse.shapley import kernel_shap
+
+    cnn, x, target, black, segments = _setup()
+    return partial(kernel_shap, cnn.model, x, target, feature_mask=segments, baseline=black, n_samples=n_samples)
+
+
+def captum_kernel_shap(per_eval=1, n_samples=N_SAMPLES):
+    from captum.attr import KernelShap
+
+    _quiet()
+    cnn, x, target, black, segments = _setup()
+    explainer = KernelShap(cnn.model)
+    return partial(explainer.attribute, x, baselines=black, target=target, feature_mask=segments.expand_as(x),
+                   n_samples=n_samples, perturbations_per_eval=per_eval)
+
+
+def shap_kernel_explainer(n_samples=N_SAMPLES):
+    import numpy as np
+    import shap
+
+    from xaicourse.shapley import coalition_scores, feature_index
+
+    cnn, x, target, black, segments = _setup()
+    index, (m,) = feature_index(segments, x)
+
+    def scores(z):
+        import torch
+
+        return coalition_scores(cnn.model, x, black, index, target, torch.as_tensor(z).bool()).numpy()[:, None]
+
+    explainer = shap.KernelExplainer(scores, np.zeros((1, m)))
+    return partial(explainer.shap_values, np.ones((1, m)), nsamples=n_samples, l1_reg=False, silent=True)
+
+
+# ---------------------------------------------------------------------------------------------- LIME
+def ours_lime(n_samples=N_SAMPLES):
+    from xaicourse.lime import lime
+
+    cnn, x, target, black, segments = _setup()
+    return partial(lime, cnn.model, x, target, feature_mask=segments, baseline=black, n_samples=n_samples)
+
+
+def captum_lime(per_eval=1, n_samples=N_SAMPLES):
+    from captum.attr import Lime
+
+    _quiet()
+    cnn, x, target, black, segments = _setup()
+    explainer = Lime(cnn.model)
+    return partial(explainer.attribute, x, baselines=black, target=target, feature_mask=segments.expand_as(x),
+                   n_samples=n_samples, perturbations_per_eval=per_eval)
+
+
+# ---------------------------------------------------------------------------------------------- DeepLIFT, GradientSHAP, LRP
+def ours_deeplift():
+    from xaicourse.deeplift import deeplift
+
+    cnn, x, target, black, _ = _setup()
+    return partial(deeplift, cnn.model, x, target, baseline=black)
+
+
+def captum_deeplift():
+    from captum.attr import DeepLift
+
+    _quiet()
+    cnn, x, target, black, _ = _setup()
+    return partial(DeepLift(cnn.model).attribute, x, baselines=black, target=target)
+
+
+def _baselines(cnn, x):
+    import torch
+
+    from xaicourse import ig
+
+    return torch.cat([ig.black_baseline(x, cnn), ig.blur_baseline(x), ig.noise_baseline(x, cnn)])
+
+
+def ours_gradient_shap(n_samples=GRADIENT_SHAP_SAMPLES):
+    from xaicourse.shapley import gradient_shap
+
+    cnn, x, target, _, _ = _setup()
+    return partial(gradient_shap, cnn.model, x, target, baselines=_baselines(cnn, x), n_samples=n_samples)
+
+
+def captum_gradient_shap(n_samples=GRADIENT_SHAP_SAMPLES):
+    from captum.attr import GradientShap
+
+    _quiet()
+    cnn, x, target, _, _ = _setup()
+    return partial(GradientShap(cnn.model).attribute, x, baselines=_baselines(cnn, x), target=target, n_samples=n_samples)
+
+
+def ours_lrp():
+    from xaicourse.lrp import lrp
+
+    cnn, x, target, _, _ = _setup()
+    return partial(lrp, cnn.model, x, target, composite="epsilon_plus_flat")
+
+
+def zennit_lrp():
+    import torch
+    from zennit.attribution import Gradient
+    from zennit.canonizers import SequentialMergeBatchNorm
+    from zennit.composites import EpsilonPlusFlat
+
+    cnn, x, target, _, _ = _setup()
+    composite = EpsilonPlusFlat(canonizers=[SequentialMergeBatchNorm()])
+    with torch.no_grad():
+        out = cnn.model(x)
+    grad = torch.zeros_like(out)
+    grad[0, target] = out[0, target]
+
+    def run():
+        with Gradient(cnn.model, composite) as attributor:
+            return attributor(x, grad)[1]
+    return run
+
+
+for _b in CAPTUM_PER_EVAL:
+    globals()[f"captum_kernel_shap_{_b}"] = partial(captum_kernel_shap, _b)
+    globals()[f"captum_lime_{_b}"] = partial(captum_lime, _b)
+
+
+def _verdict(rows, ours_label, peers) -> str:
+    times = dict((label, m.median_s) for label, m in rows)
+    best = min(peers, key=times.__getitem__)
+    ratio = times[ours_label] / times[best]
+    return f"- {ours_label} / best peer ({best}): {ratio:.2f}x (target <= 1.05x): {'met' if ratio <= 1.05 else 'NOT met'}"
+
+
+def run(rounds: int = 3, repeat: int = 3) -> str:
+    here = "benchmarks.bench_beyond"
+    sections = []
+    groups = [
+        ("KernelSHAP", "ours, defaults", [("ours, defaults", f"{here}:ours_kernel_shap")]
+         + [(f"Captum, perturbations_per_eval={b}", f"{here}:captum_kernel_shap_{b}") for b in CAPTUM_PER_EVAL]
+         + [("shap KernelExplainer", f"{here}:shap_kernel_explainer")]),
+        ("LIME", "ours, defaults", [("ours, defaults", f"{here}:ours_lime")]
+         + [(f"Captum, perturbations_per_eval={b}", f"{here}:captum_lime_{b}") for b in CAPTUM_PER_EVAL]),
+        ("DeepLIFT", "ours", [("ours", f"{here}:ours_deeplift"), ("Captum DeepLift", f"{here}:captum_deeplift")]),
+        ("GradientSHAP", "ours, defaults", [("ours, defaults", f"{here}:ours_gradient_shap"),
+                                            ("Captum GradientShap", f"{here}:captum_gradient_shap")]),
+        ("LRP (EpsilonPlusFlat)", "ours", [("ours", f"{here}:ours_lrp"), ("zennit", f"{here}:zennit_lrp")]),
+    ]
+    for title, reference, cases in groups:
+        rows = compare(cases, rounds=rounds, repeat=repeat)
+        peers = [label for label, _ in rows if label != reference]
+        sections.append(f"### {title}\n\n{table(rows, reference=reference)}\n\n{_verdict(rows, reference, peers)}")
+    return "\n\n".join(sections)
