@@ -248,7 +248,6 @@ def attention_relevance(model, x, target=None, *, method: str = "gradient_rollou
     return _relevance(module, inputs, target, method=method, kind=kind)
 
 
-@explainer(zero_warning=False)
 def _relevance(model: nn.Module, inputs, target, *, method: str, kind: str) -> torch.Tensor:
     attentions, gradients, _ = record_attentions(model, inputs, target, kind=kind)
     if method == "gradient_rollout":
@@ -268,6 +267,10 @@ def _relevance(model: nn.Module, inputs, target, *, method: str, kind: str) -> t
     warn_if_zero(result, f"attention_relevance(method={method!r})",
                  "the target's gradient reaches no attention weight with a positive product dA * A")
     return result.detach()
+
+
+_relevance.__name__ = "attention_relevance"  # the name the explainer's warnings show
+_relevance = explainer(_relevance, zero_warning=False)
 
 
 # --------------------------------------------------------------------------------------------
@@ -309,7 +312,6 @@ def patch_integrated_gradients(model, x: torch.Tensor, target=None, *, layer: nn
     return _patch_ig(module, x, target, layer=layer, baseline=baseline, n_steps=n_steps, batch_size=batch_size)
 
 
-@explainer(zero_warning=True)
 def _patch_ig(model, x, target, *, layer, baseline, n_steps, batch_size):
     from captum.attr import LayerIntegratedGradients
 
@@ -342,6 +344,10 @@ def _patch_ig(model, x, target, *, layer, baseline, n_steps, batch_size):
     else:  # tokens (B, N, D)
         per_patch = attributions.sum(dim=-1)
     return per_patch.detach().float()
+
+
+_patch_ig.__name__ = "patch_integrated_gradients"
+_patch_ig = explainer(_patch_ig)
 
 
 def _logits_of(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
