@@ -108,7 +108,7 @@ def documented_noise(x, n_samples, noise_level, seed):
 
 def test_smoothgrad_zero_noise_is_the_gradient(cnn, cat_x):
     target = cnn.class_index("tiger cat")
-    torch.testing.assert_close(smoothgrad(cnn.model, cat_x, target, n_samples=3, noise_level=0.0),
+    torch.testing.assert_close(smoothgrad(cnn.model, cat_x, target, n_samples=3, noise_level=0.0, variant="mean"),
                                vanilla_gradient(cnn.model, cat_x, target), rtol=0, atol=1e-6)
 
 
@@ -119,7 +119,7 @@ def test_smoothgrad_is_the_mean_gradient_of_the_documented_noise(cnn, cat_x):
     expected = torch.stack([
         torch.stack([vanilla_gradient(cnn.model, (x[b] + e)[None], targets[b])[0] for e in noise[b]]).mean(0)
         for b in range(2)])
-    torch.testing.assert_close(smoothgrad(cnn.model, x, targets, n_samples=2, noise_level=0.2, seed=7, batch_size=3),
+    torch.testing.assert_close(smoothgrad(cnn.model, x, targets, n_samples=2, noise_level=0.2, seed=7, batch_size=3, variant="mean"),
                                expected, rtol=0, atol=1e-6)
 
 
@@ -147,7 +147,8 @@ def test_smoothgrad_variants_on_the_tiny_model():
     model = tiny_relu_net()
     kw = dict(n_samples=16, noise_level=1e-4, seed=3)
     grad = vanilla_gradient(model, X_TINY, [1, 0])
-    torch.testing.assert_close(smoothgrad(model, X_TINY, [1, 0], **kw), grad)
+    torch.testing.assert_close(smoothgrad(model, X_TINY, [1, 0], variant="mean", **kw), grad)
+    torch.testing.assert_close(smoothgrad(model, X_TINY, [1, 0], **kw), grad**2)  # the default: SmoothGrad^2
     torch.testing.assert_close(smoothgrad(model, X_TINY, [1, 0], variant="squared", **kw), grad**2)
     torch.testing.assert_close(smoothgrad(model, X_TINY, [1, 0], variant="vargrad", **kw), torch.zeros_like(grad))
 

@@ -62,7 +62,7 @@ def smoothgrad(
     noise_level: float = 0.15,
     batch_size: int | None = None,
     seed: int = 0,
-    variant: str = "mean",
+    variant: str = "squared",
 ) -> torch.Tensor:
     """The gradient averaged over ``n_samples`` noisy copies of each input, shape (B, C, H, W). Chapter 01.
 
@@ -71,9 +71,15 @@ def smoothgrad(
     noise whatever the input's normalisation. ``variant``:
 
     * "mean": E[g] (SmoothGrad, Smilkov et al. 2017);
-    * "squared": E[g^2] (SmoothGrad^2, Hooker et al. 2019);
+    * "squared" (the default): E[g^2] (SmoothGrad^2, Hooker et al. 2019);
     * "vargrad": E[g^2] - E[g]^2 (VarGrad, Adebayo et al. 2018, "Local explanation methods for deep
       neural networks lack sensitivity to parameter values").
+
+    Why SmoothGrad^2 by default: on EfficientNet-Lite0 two 50-sample "mean" maps of the cat photo with
+    different seeds rank their pixels alike with Spearman 0.30 only (0.50 coffee, 0.66 astronaut; 0.89-0.98
+    on 8 x 8 patches): the signed gradients cancel and the per-pixel mean is mostly noise. SmoothGrad^2 at
+    the same 50 samples and 15 % noise gives 0.75 / 0.91 / 0.94 per pixel and 0.94-0.99 per patch
+    (chapter 01 measures it). Ask for ``variant="mean"`` for the signed SmoothGrad of the paper.
 
     ``target=None`` explains each sample's top class on the clean input. The noise comes from a
     generator seeded with ``seed`` on x's device, one ``randn`` of shape (C, H, W) per noisy copy,
