@@ -1,0 +1,63 @@
+"""The small training loop ROAR and the data randomisation test retrain with (chapter 07).
+
+One seeded Adam + one-cycle loop on one thread (small convolutions run fastest there, and the
+result is reproducible), the recipe of :func:`xaicourse.train.train_shapes_cnn` shortened to
+seconds: ``models.ShapesCNN(width=8)``, 6 epochs of 1000 images reach about 0.9 test accuracy on
+``data.shapes`` without a marker.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .. import data, models
+
+__all__ = ["accuracy", "default_split", "fit"]
+
+
+def default_split(split: str):
+    """The shapes images (32 x 32, no marker) ROAR and data randomisation train and test on."""
+    n, seed = {"train": (1000, 21), "test": (300, 22)}[split]
+    return data.shapes(n=n, seed=seed, marker=None, **models.SHAPES_CNN_DATA)
+
+
+def shapes_model(n_classes: int) -> nn.Module:
+    """A fresh ``ShapesCNN(width=8)``: the architecture retrained by default."""
+    return models.ShapesCNN(n_classes=n_classes, width=8)
+
+
+def fit(make_model, images: torch.Tensor, labels: torch.Tensor, *, seed: int, epochs: int, lr: float = 1e-2,
+        batch_size: int = 32) -> nn.Module:
+    """A model from ``make_model()`` trained on (images, labels) with Adam and a one-cycle schedule; eval mode."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            model = make_model()
+        device = next(model.parameters()).device
+        images, labels = images.to(device), labels.to(device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        steps = epochs * -(-len(images) // batch_size)
+        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps)
+        order = torch.Generator().manual_seed(seed)
+        model.train()
+        for _ in range(epochs):
+            for batch in torch.randperm(len(images), generator=order).split(batch_size):
+                loss = nn.functional.cross_entropy(model(images[batch]), labels[batch])
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+        model.zero_grad(set_to_none=True)
+        return model.eval()
+    finally:
+        torch.set_num_threads(threads)
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
+    """Share of ``images`` whose predicted class is the label."""
+    device = next(model.parameters()).device
+    predictions = torch.cat([model(chunk.to(device)).argmax(1).cpu() for chunk in images.split(512)])
+    return (predictions == labels.cpu()).float().mean().item()
