@@ -137,7 +137,7 @@ class MisclassificationAnalyzer:
     draws the 2 x 3 panel of the source.
     """
 
-    def __init__(self, image_model: ImageModel, *, ig_steps: int = 50, top: float = 0.2):
+    def __init__(self, image_model: ImageModel, *, ig_steps: int = 200, top: float = 0.2):
         self.interpreter = ImageClassifierInterpreter(image_model, ig_steps=ig_steps)
         self.top = check_number("top", top, above=0, maximum=1, hint=" (a fraction of the pixels)")
 
