@@ -5,14 +5,14 @@ Grouped as Quantus groups them (one module per family); every name is re-exporte
 
 ===================  ==========================================================================
 ``faithfulness``     deletion_auc, insertion_auc (RISE), road + noisy_linear_imputation (ROAD)
-``roar``             roar: remove the top pixels, retrain, test (Hooker et al. 2019)
+``retraining``       roar: remove the top pixels, retrain, test (Hooker et al. 2019)
 ``localisation``     pointing_game, mask_energy, relevance_mass_accuracy, relevance_rank_accuracy
 ``randomisation``    randomization_sanity_check (model), noise_floor (seed to seed),
                      randomization_passed (the pass/fail rule), data_randomization (labels)
 ``robustness``       max_sensitivity, local_lipschitz
 ``complexity``       sparseness (Gini), effective_complexity, entropy_complexity
 ``axiomatic``        completeness (IG's axiom), input_invariance + shifted_model (Kindermans et al.)
-``report``           report(model, method, x, target, masks): one method's "sanity badge"
+``badge``            report(model, method, x, target, masks): one method's "sanity badge"
 ===================  ==========================================================================
 
 Map-level metrics take (B, H, W) maps (and (B, H, W) bool masks) and return one value per sample;
@@ -26,9 +26,9 @@ from .faithfulness import PerturbationCurve, deletion_auc, insertion_auc, noisy_
 from .localisation import mask_energy, pointing_game, relevance_mass_accuracy, relevance_rank_accuracy
 from .randomisation import (PASS_RATIO, DataRandomization, SanityCheck, data_randomization, noise_floor,
                             randomization_passed, randomization_sanity_check)
-from .report import SanityBadge, report
+from .badge import SanityBadge, report
 from .robustness import local_lipschitz, max_sensitivity
-from .roar import RoarResult, roar
+from .retraining import RoarResult, roar
 
 __all__ = [
     "DataRandomization", "PASS_RATIO", "PerturbationCurve", "RoarResult", "SanityBadge", "SanityCheck",

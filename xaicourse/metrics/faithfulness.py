@@ -7,7 +7,7 @@
   instead of a constant, so the shape of the removed region tells the model less; MoRF (most
   relevant first) and LeRF (least relevant first) orders.
 * :func:`~xaicourse.metrics.roar` (Hooker et al. 2019) retrains after removal: see
-  :mod:`xaicourse.metrics.roar`.
+  :mod:`xaicourse.metrics.retraining`.
 """
 from __future__ import annotations
 
