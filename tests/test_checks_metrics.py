@@ -100,3 +100,85 @@ def test_wrong_answers_are_named(wrong, phrase):
     with pytest.raises(checks.CheckFailed, match=phrase):
         checks.check_deletion_auc(wrong)
 
+
+
+# ------------------------------------------------------------------ check_max_sensitivity (chapter 07)
+def norms(t):
+    return t.flatten(1).norm(dim=1)
+
+
+def sensitivity(explain, x, noise, combine="max", denominator="clean", numerator="difference", power=1):
+    a = explain(x)
+    ratios = []
+    for d in noise:
+        b = explain(x + d)
+        top = norms(b - a) if numerator == "difference" else (norms(b) - norms(a)).abs()
+        bottom = {"clean": norms(a), "noise": norms(d), "noisy": norms(b), "none": torch.ones(len(x))}[denominator]
+        ratios.append((top / bottom) ** power)
+    ratios = torch.stack(ratios)
+    return ratios.amax(0) if combine == "max" else ratios.mean(0)
+
+
+def ms_reference(explain, x, noise):  # the notebook's solution
+    return sensitivity(explain, x, noise)
+
+
+def ms_stub(explain, x, noise):
+    raise NotImplementedError("Your turn")
+
+
+def ms_whole_batch(explain, x, noise):
+    a = explain(x)
+    return max((explain(x + d) - a).norm() / a.norm() for d in noise)
+
+
+def ms_in_place(explain, x, noise):
+    a = explain(x).clone()
+    out = []
+    for d in noise:
+        x += d
+        out.append(norms(explain(x) - a) / norms(a))
+        x -= d
+    return torch.stack(out).amax(0)
+
+
+@pytest.mark.parametrize("wrong, phrase", [
+    (lambda e, x, n: sensitivity(e, x, n, combine="mean"), "WORST case"),
+    (lambda e, x, n: sensitivity(e, x, n, denominator="none"), r"did not divide by \|\|a\(x\)\|\|"),
+    (lambda e, x, n: sensitivity(e, x, n, denominator="noise"), "Lipschitz"),
+    (lambda e, x, n: sensitivity(e, x, n, denominator="noisy"), "noisy attribution"),
+    (lambda e, x, n: sensitivity(e, x, n, numerator="sizes"), "norm of the difference"),
+    (lambda e, x, n: sensitivity(e, x, n, power=2), "squared norms"),
+    (ms_whole_batch, "whole batch"),
+    (ms_in_place, "in place"),
+])
+def test_max_sensitivity_mistakes_are_named(wrong, phrase):
+    with pytest.raises(checks.CheckFailed, match=phrase):
+        checks.check_max_sensitivity(wrong)
+
+
+def test_max_sensitivity_reference_passes_and_stub_is_reported(capsys):
+    assert checks.check_max_sensitivity(ms_reference) is True
+    assert checks.check_max_sensitivity(lambda e, x, n: ms_reference(e, x, n).double()) is True
+    assert checks.check_max_sensitivity(ms_stub) is False
+    out = capsys.readouterr().out
+    assert "[passed] check_max_sensitivity" in out and "not implemented yet" in out
+
+
+def test_max_sensitivity_rejects_a_none_and_a_scalar():
+    with pytest.raises(checks.CheckFailed, match="returned None"):
+        checks.check_max_sensitivity(lambda e, x, n: None)
+    with pytest.raises(checks.CheckFailed, match="torch.Tensor"):
+        checks.check_max_sensitivity(lambda e, x, n: 0.5)
+
+
+def ms_pixel_maps(explain, x, noise):
+    def pixel(t):
+        return t.abs().sum(1)
+    a = pixel(explain(x))
+    return torch.stack([norms(pixel(explain(x + d)) - a) / norms(a) for d in noise]).amax(0)
+
+
+def test_max_sensitivity_on_pixel_maps_is_named():
+    with pytest.raises(checks.CheckFailed, match="pixel maps"):
+        checks.check_max_sensitivity(ms_pixel_maps)

@@ -19,7 +19,8 @@ module                 checks                                                   
 ``checks.ig``          check_integrated_gradients                                 03
 ``checks.attention``   check_attention_rollout                                    04
 ``checks.interpret``   check_misclassification_stats                              05, 06
-``checks.metrics``     check_shortcut_detector, check_deletion_auc                06, 07
+``checks.metrics``     check_shortcut_detector, check_deletion_auc,               06, 07
+                       check_max_sensitivity
 ``checks.beyond``      check_shapley_kernel_weight, check_rescale_multiplier,     08
                        check_lrp_epsilon
 =====================  =========================================================  =======
@@ -31,13 +32,14 @@ from .cam import check_grad_cam, check_map_resolution
 from .core import RESULTS_ENV, CheckFailed, Mistake, compare, expect, expect_no_hooks, grader, record
 from .ig import check_integrated_gradients
 from .interpret import check_misclassification_stats
-from .metrics import check_deletion_auc, check_shortcut_detector
+from .metrics import check_deletion_auc, check_max_sensitivity, check_shortcut_detector
 from .saliency import check_smoothgrad, check_vanilla_gradient
 from .softmax import check_softmax
 
 __all__ = [
     "CheckFailed", "Mistake", "RESULTS_ENV", "check_attention_rollout", "check_deletion_auc", "check_grad_cam",
-    "check_integrated_gradients", "check_lrp_epsilon", "check_map_resolution", "check_misclassification_stats",
+    "check_integrated_gradients", "check_lrp_epsilon", "check_map_resolution", "check_max_sensitivity",
+    "check_misclassification_stats",
     "check_rescale_multiplier", "check_shapley_kernel_weight", "check_shortcut_detector", "check_smoothgrad",
     "check_softmax", "check_vanilla_gradient", "compare", "expect", "expect_no_hooks", "grader",
     "hooks_left", "record",

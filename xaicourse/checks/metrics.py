@@ -1,17 +1,19 @@
 """Checks of the evaluation exercises: the share of attribution inside a region (chapter 06, exercise 6,
-the shortcut detector) and the deletion AUC (chapter 07).
+the shortcut detector), the deletion AUC and max-sensitivity (chapter 07).
 
-References: :func:`xaicourse.metrics.mask_energy` and :func:`xaicourse.metrics.deletion_auc`, on
-the fixed cases :func:`xaicourse.testing.region_case` and :func:`xaicourse.testing.deletion_case`.
+References: :func:`xaicourse.metrics.mask_energy`, :func:`xaicourse.metrics.deletion_auc` and
+:func:`xaicourse.metrics.max_sensitivity`, on the fixed cases :func:`xaicourse.testing.region_case`,
+:func:`xaicourse.testing.deletion_case` and a small tanh network built here.
 """
 from __future__ import annotations
 
 import torch
+from torch import nn
 
-from .. import metrics, testing
+from .. import metrics, saliency, testing
 from .core import Mistake, ModelState, compare, expect_as_found, expect_unchanged, grader
 
-__all__ = ["check_deletion_auc", "check_shortcut_detector"]
+__all__ = ["check_deletion_auc", "check_max_sensitivity", "check_shortcut_detector"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -125,3 +127,81 @@ def check_deletion_auc(deletion_auc) -> str:
                                     "read the target's softmax probability, then integrate over the fractions 0, "
                                     "1/n_steps, ..., 1")
     return "matches xc.metrics.deletion_auc on two cases (4 and 16 steps, targets that are not the top class)"
+
+
+# --------------------------------------------------------------------------------------------
+# Chapter 07: max-sensitivity
+# --------------------------------------------------------------------------------------------
+def _sensitivity_case(seed: int):
+    """A tanh CNN (its gradient moves with the input), two images (2, 2, 4, 4), targets, and the noise (5, 2, 2, 4, 4)
+    that :func:`xaicourse.metrics.max_sensitivity` draws with ``radius=0.3, seed=seed``."""
+    g = torch.Generator().manual_seed(100 + seed)
+    model = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.Tanh(), nn.Flatten(), nn.Linear(3 * 4 * 4, 3)).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g))
+    x = torch.rand(2, 2, 4, 4, generator=g)
+    targets = torch.tensor([0, 2]) if seed == 0 else torch.tensor([1, 1])
+    noise_source = torch.Generator().manual_seed(seed)
+    noise = torch.stack([(torch.rand(x.shape, generator=noise_source) * 2 - 1) * 0.3 for _ in range(5)])
+    return model, x, targets, noise
+
+
+def _sensitivity_mistakes(explain, x, noise) -> list[Mistake]:
+    a = explain(x)
+    changed = [explain(x + d) for d in noise]
+
+    def norms(t):
+        return t.flatten(1).norm(dim=1)
+
+    def ratios(numerator, denominator=lambda d, b: norms(a)):
+        return torch.stack([numerator(b) / denominator(d, b) for d, b in zip(noise, changed)])
+
+    relative = ratios(lambda b: norms(b - a))
+    pixels = metrics.pixel_map
+    return [
+        Mistake("you returned one number for the whole batch: take the norm over each sample's values (flatten(1), "
+                "norm(dim=1)), not over the batch", when=lambda g: g.numel() == 1),
+        Mistake("you averaged over the noisy copies: max-sensitivity is the WORST case, the max over the copies",
+                relative.mean(dim=0)),
+        Mistake("you did not divide by ||a(x)||: the sensitivity is relative to the size of the clean attribution",
+                ratios(lambda b: norms(b - a), lambda d, b: torch.ones(len(x))).amax(dim=0)),
+        Mistake("you divided by the size of the noise ||d||: that is the local Lipschitz estimate; max-sensitivity "
+                "divides by ||a(x)||", ratios(lambda b: norms(b - a), lambda d, b: norms(d)).amax(dim=0)),
+        Mistake("you divided by ||a(x + d)||, the noisy attribution: divide by the clean one, ||a(x)||",
+                ratios(lambda b: norms(b - a), lambda d, b: norms(b)).amax(dim=0)),
+        Mistake("you compared the sizes ||a(x + d)|| - ||a(x)||: take the norm of the difference, ||a(x + d) - a(x)||",
+                ratios(lambda b: (norms(b) - norms(a)).abs()).amax(dim=0)),
+        Mistake("you used squared norms: take the (Frobenius) norm itself, .norm(), not the sum of squares",
+                (relative**2).amax(dim=0)),
+        Mistake("you compared pixel maps (|a| summed over channels): compare the attributions as explain returns them",
+                lambda: torch.stack([norms(pixels(b) - pixels(a)) / norms(pixels(a)) for b in changed]).amax(dim=0)),
+    ]
+
+
+@grader
+def check_max_sensitivity(max_sensitivity) -> str:
+    """Grade ``max_sensitivity(explain, x, noise) -> (B,)``: max_i ||a(x + noise[i]) - a(x)|| / ||a(x)||. Chapter 07.
+
+    ``explain(x)`` returns an attribution shaped like x; ``noise`` (N, B, C, H, W) holds the N
+    perturbations; norms are Frobenius norms per sample. The reference is
+    :func:`xaicourse.metrics.max_sensitivity` with the same noise.
+    """
+    for seed in (0, 1):
+        model, x, targets, noise = _sensitivity_case(seed)
+
+        def explain(inputs, model=model, targets=targets):
+            return saliency.vanilla_gradient(model, inputs, targets)
+
+        x_before, noise_before, state = x.clone(), noise.clone(), ModelState.of(model)
+        got = max_sensitivity(explain, x, noise)
+        expect_as_found(model, state)
+        expect_unchanged("your function changed x or the noise in place: build the noisy input as a new tensor, "
+                         "x + noise[i]", (x, x_before), (noise, noise_before))
+        want = metrics.max_sensitivity(model, saliency.vanilla_gradient, x, targets, radius=0.3, n_samples=5, seed=seed)
+        compare(got, want, _sensitivity_mistakes(explain, x, noise), rtol=1e-4, atol=1e-5,
+                shape_hint="one value per sample, shape (2,): norms over each sample's values, max over the copies",
+                otherwise=lambda g: f"expected {_rounded(want)}, got {_rounded(g)}: for each copy i compute "
+                                    "||explain(x + noise[i]) - explain(x)|| / ||explain(x)|| per sample, then take "
+                                    "the max over i")
+    return "matches xc.metrics.max_sensitivity on two cases (5 noisy copies each, two images per batch)"
