@@ -174,7 +174,8 @@ def _baseline_logit(sentiment, text, target, baseline):
             zeros = torch.zeros(*enc["input_ids"].shape, sentiment.model.config.hidden_size)
             return float(sentiment.model(inputs_embeds=zeros, attention_mask=enc["attention_mask"]).logits[0, target])
         ids = enc["input_ids"].clone()
-        ids[0, 1:-1] = sentiment.tokenizer.pad_token_id  # [CLS] words... [SEP] -> [CLS] [PAD]... [SEP]
+        filler = sentiment.tokenizer.mask_token_id if baseline == "mask" else sentiment.tokenizer.pad_token_id
+        ids[0, 1:-1] = filler  # [CLS] words... [SEP] -> [CLS] [PAD]... [SEP] (or [MASK]...)
         return float(sentiment.model(input_ids=ids, attention_mask=enc["attention_mask"]).logits[0, target])
 
 
@@ -191,7 +192,7 @@ def test_text_report_fields(sentiment, text_interpreter):
     assert r.probability == pytest.approx(float(logits.softmax(-1)[1]), rel=1e-5)
 
 
-@pytest.mark.parametrize("baseline", ["pad", "zero"])
+@pytest.mark.parametrize("baseline", ["pad", "zero", "mask"])
 @pytest.mark.parametrize("text, target", [("The plot is a predictable mess.", None),
                                           ("Not bad at all, a pleasant surprise.", "negative")])
 def test_text_attributions_sum_to_the_logit_change_within_delta(sentiment, text_interpreter, baseline, text, target):
@@ -234,6 +235,53 @@ def test_text_baselines_differ_on_special_tokens(text_interpreter):
     assert pad.attributions[[0, -1]].abs().sum() == 0 and zero.attributions[[0, -1]].abs().sum() > 0
 
 
+def _filled_logit(sentiment, text, target, token_id):
+    enc = sentiment.encode(text)
+    ids = enc["input_ids"].clone()
+    ids[0, 1:-1] = token_id
+    with torch.no_grad():
+        return float(sentiment.model(input_ids=ids, attention_mask=enc["attention_mask"]).logits[0, target])
+
+
+def test_mask_baseline_is_mask_tokens_between_cls_and_sep(sentiment, text_interpreter):
+    """Was: "mask" rejected. Now: [MASK] for every word, [CLS]/[SEP] kept, completeness against it."""
+    text = "This is the worst film I have ever seen."
+    r = text_interpreter.interpret(text, baseline="mask")
+    assert r.baseline == "mask"
+    assert r.baseline_tokens == ["[CLS]"] + ["[MASK]"] * (len(r.tokens) - 2) + ["[SEP]"]
+    assert r.attributions[0] == 0 and r.attributions[-1] == 0
+    with torch.no_grad():
+        logit = float(sentiment.model(**sentiment.encode(text)).logits[0, r.target])
+    change = logit - _filled_logit(sentiment, text, r.target, sentiment.tokenizer.mask_token_id)
+    assert r.completeness == pytest.approx(change, abs=1e-4)
+    ids = sentiment.encode(text)["input_ids"].clone()
+    ids[0, 1:-1] = sentiment.tokenizer.mask_token_id
+    with torch.no_grad():
+        expected = sentiment.model(input_ids=ids).logits.softmax(-1)[0]
+    torch.testing.assert_close(r.baseline_probabilities, expected, atol=1e-5, rtol=1e-4)
+    # the [MASK] baseline differs from the [PAD] one: [PAD] reads as 90 % negative on this model
+    pad = text_interpreter.interpret(text, baseline="pad")
+    assert float(pad.baseline_probabilities[0]) > 0.8 > float(r.baseline_probabilities[0])
+
+
+def test_neutral_baseline_is_the_filler_closest_to_uniform(sentiment, text_interpreter):
+    text = "The movie was not bad at all."
+    r = text_interpreter.interpret(text, baseline="neutral")
+    fillers = set(r.baseline_tokens[1:-1])
+    assert len(fillers) == 1 and fillers <= set(interpret.text.NEUTRAL_FILLERS)
+    vocab = sentiment.tokenizer.get_vocab()
+    distance = {w: abs(torch.tensor([_filled_logit(sentiment, text, c, vocab[w]) for c in (0, 1)]).softmax(0)[0] - 0.5)
+                for w in interpret.text.NEUTRAL_FILLERS}
+    assert fillers == {min(distance, key=distance.get)}
+    assert abs(float(r.baseline_probabilities[0]) - 0.5) == pytest.approx(float(min(distance.values())), abs=1e-4)
+    assert abs(float(r.baseline_probabilities[0]) - 0.5) < 0.1  # far closer to 50/50 than [PAD]'s 0.90
+    with torch.no_grad():
+        logit = float(sentiment.model(**sentiment.encode(text)).logits[0, r.target])
+    base = _filled_logit(sentiment, text, r.target, vocab[fillers.pop()])
+    assert r.completeness == pytest.approx(logit - base, abs=1e-4)
+    assert abs(r.delta) < 0.05 * abs(logit - base) + 0.02
+
+
 def test_text_model_left_as_found(sentiment, text_interpreter):
     flags = [p.requires_grad for p in sentiment.model.parameters()]
     text_interpreter.interpret("Fine.")
@@ -257,8 +305,6 @@ def test_text_renderings(text_interpreter):
 def test_text_bad_input(sentiment, text_interpreter):
     with pytest.raises(ValueError, match="empty"):
         text_interpreter.interpret("   ")
-    with pytest.raises(ValueError, match="baseline"):
-        text_interpreter.interpret("Fine.", baseline="mask")
     with pytest.raises(ValueError, match="'positive'"):
         text_interpreter.interpret("Fine.", target="positve")
     with pytest.raises(ValueError, match="out of range"):

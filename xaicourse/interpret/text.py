@@ -21,9 +21,11 @@ from ..models import TextModel, class_index
 from ..targets import resolve_targets
 from ..viz import token_bars, token_html
 
-__all__ = ["TEXT_BASELINES", "TextClassifierInterpreter", "TextExplanation", "UNKNOWN_SHARE_WARNING"]
+__all__ = ["NEUTRAL_FILLERS", "TEXT_BASELINES", "TextClassifierInterpreter", "TextExplanation", "UNKNOWN_SHARE_WARNING"]
 
-TEXT_BASELINES = ("pad", "zero")
+TEXT_BASELINES = ("pad", "zero", "mask", "neutral")
+#: The filler words the "neutral" baseline chooses from: common words without sentiment of their own.
+NEUTRAL_FILLERS = ("the", "movie", "film", "a", "is", "and", "it", ".", "of", "this")
 #: Warn when more than this share of a text's words are the tokenizer's unknown token.
 UNKNOWN_SHARE_WARNING = 0.2
 # Integrated Gradients path points per backward pass are sized to fit this many bytes.
@@ -50,6 +52,7 @@ class TextExplanation:
     baseline: str
     n_steps: int
     baseline_probabilities: torch.Tensor | None = None
+    baseline_tokens: list[str] | None = None
 
     @property
     def completeness(self) -> float:
@@ -69,8 +72,14 @@ class TextClassifierInterpreter:
       attribution. Unknown words ([UNK], e.g. emoji) are words too: they are replaced and attributed.
     * ``"zero"``: all-zero word embeddings (also for [CLS]/[SEP]), the source chapter's choice. It
       is not a text the model ever saw, and [CLS]/[SEP] then take part of the attribution.
+    * ``"mask"``: every word replaced by [MASK] ([CLS]/[SEP] kept, as for "pad"): the token a
+      masked-language model was pre-trained to read as "a word is missing here".
+    * ``"neutral"``: a neutral reference text of the same token length: every word replaced by one
+      filler word from :data:`NEUTRAL_FILLERS`, the one whose repetition the model scores closest to
+      uniform over the classes (chosen per sentence length; ``baseline_tokens`` shows it). It is
+      chapter 03's rule made explicit: a baseline should carry no evidence for any class.
 
-    Both are Integrated Gradients over the word embeddings with ``n_steps`` Gauss-Legendre steps,
+    All four are Integrated Gradients over the word embeddings with ``n_steps`` Gauss-Legendre steps,
     explaining the target class's logit, with the path points batched to a memory budget.
     """
 
@@ -113,8 +122,8 @@ class TextClassifierInterpreter:
             target = class_index(labels, target)
         target = int(resolve_targets(target, logits)[0])
         embeddings = self.text_model.model.get_input_embeddings()
-        if baseline == "pad":
-            reference = self._pad_baseline(ids)
+        if baseline != "zero":
+            reference = self._token_baseline(ids, mask, baseline)
             method, inputs, forward_inputs = LayerIntegratedGradients(self._forward, embeddings), ids, (reference, mask)
         else:
             with torch.no_grad():
@@ -122,7 +131,7 @@ class TextClassifierInterpreter:
             reference = torch.zeros_like(inputs)
             method, forward_inputs = IntegratedGradients(self._forward_embeddings), (reference, mask)
         with torch.no_grad():
-            base_logits = (self._forward if baseline == "pad" else self._forward_embeddings)(*forward_inputs)
+            base_logits = (self._forward if baseline != "zero" else self._forward_embeddings)(*forward_inputs)
         attr, delta = method.attribute(inputs, baselines=reference, target=target, additional_forward_args=(mask,),
                                        n_steps=n_steps, return_convergence_delta=True,
                                        internal_batch_size=self._points_per_pass(ids, mask, n_steps))
@@ -131,7 +140,9 @@ class TextClassifierInterpreter:
             text=text, tokens=self.text_model.tokens(enc), attributions=attr.sum(-1)[0].detach().cpu(),
             target=target, target_label=labels[target], prediction=prediction, label=labels[prediction],
             probability=float(probs[prediction]), probabilities=probs.cpu(), delta=float(delta[0]),
-            baseline=baseline, n_steps=n_steps, baseline_probabilities=base_logits.softmax(-1)[0].cpu())
+            baseline=baseline, n_steps=n_steps, baseline_probabilities=base_logits.softmax(-1)[0].cpu(),
+            baseline_tokens=(self.text_model.tokenizer.convert_ids_to_tokens(reference[0].tolist())
+                             if baseline != "zero" else None))
 
     def plot(self, result: TextExplanation, ax=None):
         """Bar chart of the per-token attributions (green: towards the target class, red: against)."""
@@ -159,11 +170,36 @@ class TextClassifierInterpreter:
         return self.text_model.model(inputs_embeds=word_vectors, attention_mask=attention_mask).logits
 
     def _pad_baseline(self, ids: torch.Tensor) -> torch.Tensor:
+        return self._fill_words(ids, self.text_model.tokenizer.pad_token_id)
+
+    def _fill_words(self, ids: torch.Tensor, token_id: int) -> torch.Tensor:
+        """``ids`` with every word replaced by ``token_id``; [CLS], [SEP] and padding kept."""
         tokenizer = self.text_model.tokenizer
         keep = [t for t in (tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.bos_token_id,
                             tokenizer.eos_token_id, tokenizer.pad_token_id) if t is not None]
         structural = torch.isin(ids, torch.tensor(keep, device=ids.device))
-        return torch.where(structural, ids, torch.full_like(ids, tokenizer.pad_token_id))
+        return torch.where(structural, ids, torch.full_like(ids, token_id))
+
+    def _token_baseline(self, ids: torch.Tensor, mask: torch.Tensor, baseline: str) -> torch.Tensor:
+        """The token ids of a "pad", "mask" or "neutral" baseline for ``ids``."""
+        tokenizer = self.text_model.tokenizer
+        if baseline == "pad":
+            return self._pad_baseline(ids)
+        if baseline == "mask":
+            if tokenizer.mask_token_id is None:
+                raise ValueError(f"the tokenizer of this model ({type(tokenizer).__name__}) has no [MASK] token: "
+                                 "use baseline='pad', 'zero' or 'neutral'")
+            return self._fill_words(ids, tokenizer.mask_token_id)
+        vocab = tokenizer.get_vocab()
+        candidates = [self._fill_words(ids, vocab[w]) for w in NEUTRAL_FILLERS if w in vocab]
+        if not candidates:
+            raise ValueError("none of the neutral filler words xc.interpret.text.NEUTRAL_FILLERS is in this "
+                             "tokenizer's vocabulary: use baseline='pad', 'mask' or 'zero'")
+        batch = torch.cat(candidates)
+        with torch.no_grad():
+            probs = self._forward(batch, mask.expand_as(batch)).softmax(-1)
+        distance = (probs - 1.0 / probs.shape[-1]).abs().amax(-1)
+        return candidates[int(distance.argmin())]
 
     def _points_per_pass(self, ids, mask, n_steps: int) -> int:
         """IG path points per backward pass: the bytes one point keeps, measured, against the budget."""
@@ -191,4 +227,5 @@ class TextClassifierInterpreter:
 
 def _check_baseline(baseline) -> None:
     if baseline not in TEXT_BASELINES:
-        raise ValueError(f"unknown text baseline {baseline!r}: choose 'pad' ([PAD] tokens) or 'zero' (zero embeddings)")
+        raise ValueError(f"unknown text baseline {baseline!r}: choose 'pad' ([PAD] tokens), 'mask' ([MASK] tokens), "
+                         "'neutral' (a neutral filler word of the same length) or 'zero' (zero embeddings)")
