@@ -116,8 +116,11 @@ def test_data_randomization_on_a_small_split():
     train = xc.data.shapes(n=240, seed=3, marker=None, **xc.models.SHAPES_CNN_DATA)
     test = xc.data.shapes(n=60, seed=4, marker=None, **xc.models.SHAPES_CNN_DATA)
     x = test.images[:4]
-    result = xc.metrics.data_randomization(xc.saliency.vanilla_gradient, x, test.labels[:4], train=train, test=test,
-                                           epochs=3)
+    models = xc.metrics.permuted_label_models(train, test, epochs=3)
+    result = xc.metrics.data_randomization(xc.saliency.vanilla_gradient, x, test.labels[:4], models=models)
+    again = xc.metrics.data_randomization(xc.saliency.vanilla_gradient, x, test.labels[:4], train=train, test=test,
+                                          epochs=3)
+    assert torch.equal(again.randomized, result.randomized) and again.accuracy == result.accuracy
     assert result.original.shape == result.randomized.shape == (4, 32, 32)
     assert not torch.allclose(result.original, result.randomized)
     assert (result.spearman < 0.99).all()

@@ -8,7 +8,8 @@ Grouped as Quantus groups them (one module per family); every name is re-exporte
 ``retraining``       roar: remove the top pixels, retrain, test (Hooker et al. 2019)
 ``localisation``     pointing_game, mask_energy, relevance_mass_accuracy, relevance_rank_accuracy
 ``randomisation``    randomization_sanity_check (model), noise_floor (seed to seed),
-                     randomization_passed (the pass/fail rule), data_randomization (labels)
+                     randomization_passed (the pass/fail rule), data_randomization +
+                     permuted_label_models (labels)
 ``robustness``       max_sensitivity, local_lipschitz
 ``complexity``       sparseness (Gini), effective_complexity, entropy_complexity
 ``axiomatic``        completeness (IG's axiom), input_invariance + shifted_model (Kindermans et al.)
@@ -25,7 +26,7 @@ from .complexity import effective_complexity, entropy_complexity, sparseness
 from .faithfulness import PerturbationCurve, deletion_auc, insertion_auc, noisy_linear_imputation, road
 from .localisation import mask_energy, pointing_game, relevance_mass_accuracy, relevance_rank_accuracy
 from .randomisation import (PASS_RATIO, DataRandomization, SanityCheck, data_randomization, noise_floor,
-                            randomization_passed, randomization_sanity_check)
+                            permuted_label_models, randomization_passed, randomization_sanity_check)
 from .badge import SanityBadge, report
 from .robustness import local_lipschitz, max_sensitivity
 from .retraining import RoarResult, roar
@@ -34,7 +35,7 @@ __all__ = [
     "DataRandomization", "PASS_RATIO", "PerturbationCurve", "RoarResult", "SanityBadge", "SanityCheck",
     "completeness", "data_randomization", "deletion_auc", "effective_complexity", "entropy_complexity",
     "input_invariance", "insertion_auc", "local_lipschitz", "mask_energy", "max_sensitivity",
-    "noise_floor", "noisy_linear_imputation", "pixel_map", "pointing_game", "randomization_passed",
+    "noise_floor", "noisy_linear_imputation", "permuted_label_models", "pixel_map", "pointing_game", "randomization_passed",
     "randomization_sanity_check", "relevance_mass_accuracy", "relevance_rank_accuracy", "report", "road",
     "roar", "shifted_model", "sparseness",
 ]

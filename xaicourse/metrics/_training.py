@@ -2,8 +2,8 @@
 
 One seeded Adam + one-cycle loop on one thread (small convolutions run fastest there, and the
 result is reproducible), the recipe of :func:`xaicourse.train.train_shapes_cnn` shortened to
-seconds: ``models.ShapesCNN(width=8)``, 6 epochs of 1000 images reach about 0.9 test accuracy on
-``data.shapes`` without a marker.
+seconds: ``models.ShapesCNN(width=8)``, 8 epochs of 1000 images reach 0.78 to 0.90 test accuracy
+(seeds 0, 1, 2) on ``data.shapes`` without a marker, in about two seconds each.
 """
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ from . import _training
 from ._common import call_method, check_images, check_method, logits, pixel_map, spearman, ssim, takes_seed
 
 __all__ = ["DataRandomization", "PASS_RATIO", "SanityCheck", "data_randomization", "noise_floor",
-           "randomization_passed", "randomization_sanity_check"]
+           "permuted_label_models", "randomization_passed", "randomization_sanity_check"]
 
 PASS_RATIO = 0.5  # a pass: the randomised-model similarity is at most half the method's seed-to-seed similarity
 
@@ -194,19 +194,16 @@ class DataRandomization:
     accuracy: dict
 
 
-def data_randomization(method, x: torch.Tensor, target=None, *, train=None, test=None, make_model=None,
-                       epochs: int = 10, seed: int = 0, absolute: bool = True) -> DataRandomization:
-    """Adebayo et al.'s data randomisation test: the same recipe on true and on permuted labels. Chapter 07.
+def permuted_label_models(train=None, test=None, *, make_model=None, epochs: int = 10, seed: int = 0):
+    """Two models of the same recipe, one trained on the true labels, one on permuted labels. Chapter 07.
 
-    Two models from ``make_model()`` (default ``models.ShapesCNN(width=8)``) are trained for
-    ``epochs`` on ``train`` (a dataset with ``images`` and ``labels``; default 1000 shapes images of
-    32 x 32 without a marker), one on the true labels and one on a seeded permutation of them. Both
-    are explained on ``x`` for ``target`` (None = the true-label model's prediction, kept for both)
-    and the maps compared (Spearman, SSIM). The model of permuted labels learned nothing that
-    generalises (its test accuracy is printed in ``accuracy``): a map that stays similar does not
-    explain what a model learned.
+    Returns ``(true_model, permuted_model, accuracy)``: models from ``make_model()`` (default
+    ``models.ShapesCNN(width=8)``) trained for ``epochs`` on ``train`` (``images`` and ``labels``;
+    default 1000 shapes images of 32 x 32 without a marker), the labels permuted with ``seed``;
+    ``accuracy``: {"true labels" / "permuted labels": {"train": on the labels it was trained on,
+    "test": on the true labels of ``test``}}. Train once, explain many methods with
+    :func:`data_randomization`'s ``models=``.
     """
-    check_method(method)
     epochs = check_int("epochs", epochs)
     train = _training.default_split("train") if train is None else train
     test = _training.default_split("test") if test is None else test
@@ -215,14 +212,35 @@ def data_randomization(method, x: torch.Tensor, target=None, *, train=None, test
     permuted = train.labels[torch.randperm(len(train.labels), generator=torch.Generator().manual_seed(seed))]
     true_model = _training.fit(make_model, train.images, train.labels, seed=seed, epochs=epochs)
     random_model = _training.fit(make_model, train.images, permuted, seed=seed, epochs=epochs)
-    x = check_images(true_model, x)
-    targets = resolve_targets(target, logits(true_model, x))
-    original = pixel_map(call_method(method, true_model, x, targets), absolute).cpu()
-    randomized = pixel_map(call_method(method, random_model, x, targets), absolute).cpu()
     accuracy = {"true labels": {"train": _training.accuracy(true_model, train.images, train.labels),
                                 "test": _training.accuracy(true_model, test.images, test.labels)},
                 "permuted labels": {"train": _training.accuracy(random_model, train.images, permuted),
                                     "test": _training.accuracy(random_model, test.images, test.labels)}}
+    return true_model, random_model, accuracy
+
+
+def data_randomization(method, x: torch.Tensor, target=None, *, models=None, train=None, test=None, make_model=None,
+                       epochs: int = 10, seed: int = 0, absolute: bool = True) -> DataRandomization:
+    """Adebayo et al.'s data randomisation test: the same recipe on true and on permuted labels. Chapter 07.
+
+    ``models``: the ``(true_model, permuted_model, accuracy)`` of :func:`permuted_label_models`, or
+    None to train them here (with ``train``, ``test``, ``make_model``, ``epochs``, ``seed``). Both
+    models are explained on ``x`` for ``target`` (None = the true-label model's prediction, kept for
+    both) and the maps compared (Spearman, SSIM of :func:`pixel_map`). The permuted-label model
+    learned nothing that generalises (see its test accuracy in ``accuracy``): a map that stays
+    similar does not explain what a model learned.
+    """
+    check_method(method)
+    if models is None:
+        models = permuted_label_models(train, test, make_model=make_model, epochs=epochs, seed=seed)
+    if not (isinstance(models, tuple) and len(models) == 3 and all(isinstance(m, nn.Module) for m in models[:2])):
+        raise TypeError("models must be the (true_model, permuted_model, accuracy) of "
+                        "xc.metrics.permuted_label_models(...)")
+    true_model, random_model, accuracy = models
+    x = check_images(true_model, x)
+    targets = resolve_targets(target, logits(true_model, x))
+    original = pixel_map(call_method(method, true_model, x, targets), absolute).cpu()
+    randomized = pixel_map(call_method(method, random_model, x, targets), absolute).cpu()
     return DataRandomization(torch.tensor([spearman(a, b) for a, b in zip(original, randomized)]),
                              torch.tensor([ssim(a, b) for a, b in zip(original, randomized)]),
                              original, randomized, accuracy)
