@@ -33,6 +33,8 @@ def tiny_cnn():
 NET = tiny_cnn()
 LAYER = NET[3]
 X = torch.randn(2, 3, 8, 8)
+MASK8 = (torch.arange(8).view(1, 8) >= 4).long().expand(8, 8)  # two features: left and right half
+LINEAR = nn.Linear(4, 3)
 
 IMAGE_METHODS = {
     "saliency.vanilla_gradient": lambda x, **kw: xc.saliency.vanilla_gradient(NET, x, **kw),
@@ -244,6 +246,31 @@ OTHER_CASES = {
     "inputs.generator: negative seed": (lambda: xc.inputs.generator(-1, "cpu"), ValueError, "seed"),
     "inputs.logits: a dict without logits": (lambda: xc.inputs.logits({"a": torch.zeros(1, 2), "b": torch.zeros(1)}), TypeError, "logits"),
     "targets.score_gradient: target out of range": (lambda: xc.targets.score_gradient(NET, X, 7), ValueError, r"0\.\.2"),
+    "deeplift.deeplift: baseline of another shape": (lambda: xc.deeplift.deeplift(NET, X, baseline=torch.zeros(1, 3, 4, 4)), ValueError, 'baseline'),
+    "deeplift.deeplift_shap: baselines of another shape": (lambda: xc.deeplift.deeplift_shap(NET, X, baselines=torch.zeros(2, 3, 4, 4)), ValueError, "stack"),
+    "deeplift.rescale_multiplier: not a function": (lambda: xc.deeplift.rescale_multiplier(3, torch.ones(2), torch.zeros(2)), TypeError, 'elementwise function'),
+    "deeplift.summation_delta: attributions of another shape": (lambda: xc.deeplift.summation_delta(NET, X, torch.zeros(2, 3)), ValueError, 'attributions'),
+    "shapley.coalition_scores: a batch, not one sample": (lambda: xc.shapley.coalition_scores(NET, X, torch.zeros_like(X), torch.zeros_like(X).long(), 0, torch.ones(1, 2, dtype=torch.bool)), ValueError, 'one sample'),
+    "shapley.exact_shapley: too many players": (lambda: xc.shapley.exact_shapley(lambda s: 0.0, 40), ValueError, 'exact_shapley'),
+    "shapley.feature_index: mask of another shape": (lambda: xc.shapley.feature_index(torch.zeros(5, 5, dtype=torch.long), X), ValueError, 'feature_mask'),
+    "shapley.feature_values: mask of another shape": (lambda: xc.shapley.feature_values(X, torch.zeros(5, 5, dtype=torch.long)), ValueError, 'feature_mask'),
+    "shapley.kernel_shap: one feature": (lambda: xc.shapley.kernel_shap(NET, X, feature_mask=torch.zeros(8, 8, dtype=torch.long)), ValueError, 'feature_mask'),
+    "shapley.kernel_shap_values: one player": (lambda: xc.shapley.kernel_shap_values(lambda s: 0.0, 1), ValueError, 'n_players'),
+    "shapley.sample_coalitions: zero samples": (lambda: xc.shapley.sample_coalitions(4, 0), ValueError, 'n_samples'),
+    "shapley.shapley_kernel_weight: size out of range": (lambda: xc.shapley.shapley_kernel_weight(4, 7), ValueError, 'size'),
+    "lime.lime: mask of another shape": (lambda: xc.lime.lime(NET, X, feature_mask=torch.zeros(5, 5, dtype=torch.long)), ValueError, 'feature_mask'),
+    "lime.lime_samples: zero samples": (lambda: xc.lime.lime_samples(4, 0), ValueError, 'n_samples'),
+    "lime.lime_weights: kernel width 0": (lambda: xc.lime.lime_weights(torch.ones(3, 4), kernel_width=0), ValueError, 'kernel_width'),
+    "lime.superpixels: not an image": (lambda: xc.lime.superpixels(torch.zeros(8)), ValueError, 'image'),
+    "lime.weighted_ridge: weights of another length": (lambda: xc.lime.weighted_ridge(torch.ones(5, 3), torch.ones(5), torch.ones(4)), ValueError, 'must'),
+    "lrp.layer_relevances: not a Sequential": (lambda: xc.lrp.layer_relevances(xc.models.shapes_cnn(), torch.rand(1, 3, 32, 32)), TypeError, 'layer_relevances'),
+    "lrp.lrp: unknown composite": (lambda: xc.lrp.lrp(NET, X, composite="alpha_beta_9"), ValueError, 'unknown'),
+    "lrp.lrp_epsilon: not a Linear or Conv2d layer": (lambda: xc.lrp.lrp_epsilon(nn.ReLU(), torch.ones(1, 4), torch.ones(1, 4)), TypeError, 'rules'),
+    "lrp.lrp_flat: relevance of another shape": (lambda: xc.lrp.lrp_flat(LINEAR, torch.ones(1, 4), torch.ones(1, 5)), ValueError, 'relevance'),
+    "lrp.lrp_gamma: negative gamma": (lambda: xc.lrp.lrp_gamma(LINEAR, torch.ones(1, 4), torch.ones(1, 3), gamma=-1.0), ValueError, 'gamma'),
+    "lrp.lrp_wsquare: activations of another shape": (lambda: xc.lrp.lrp_wsquare(LINEAR, torch.ones(1, 5), torch.ones(1, 3)), ValueError, 'layer'),
+    "lrp.lrp_zplus: relevance of another shape": (lambda: xc.lrp.lrp_zplus(LINEAR, torch.ones(1, 4), torch.ones(1, 5)), ValueError, 'relevance'),
+    "lrp.merge_batchnorm: BatchNorm of another width": (lambda: xc.lrp.merge_batchnorm(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(5)), ValueError, 'BatchNorm'),
     "models.Normalization: a zero std": (lambda: xc.models.Normalization((0.5,), (0.0,)), ValueError, "std"),
     "viz.show_maps: no maps": (lambda: xc.viz.show_maps(PHOTO, {}), ValueError, "map"),
     "viz.topk_bar: no predictions": (lambda: xc.viz.topk_bar([]), ValueError, "prediction"),
@@ -272,11 +299,12 @@ NOT_CATALOGUED = {
     "widgets.saliency_methods": "takes no arguments",
     "widgets.cam_methods": "takes no arguments",
     "inputs.warn_if_zero": "inspects any result and warns; it never raises",
+    "inputs.has_values": "reads a tensor's device; any tensor is valid",
 }
 # Modules outside the catalogue: the graders are tested against wrong learner code in tests/test_checks*.py;
 # environment and notebooks are command-line tools tested in tests/test_project.py and tests/test_notebooks.py.
-CATALOGUED_MODULES = ("attention", "batching", "cam", "data", "diagnose", "hooks", "ig", "inputs", "interpret", "maps",
-                      "metrics", "models", "saliency", "targets", "train", "viz", "widgets")
+CATALOGUED_MODULES = ("attention", "batching", "cam", "data", "deeplift", "diagnose", "hooks", "ig", "inputs", "interpret",
+                      "lime", "lrp", "maps", "metrics", "models", "saliency", "shapley", "targets", "train", "viz", "widgets")
 
 
 def public_api() -> set[str]:

@@ -56,6 +56,8 @@ def rescale_multiplier(f, x: torch.Tensor, x0: torch.Tensor, eps: float = EPS) -
     ``(f(x) - f(x0)) / (x - x0)`` where ``|x - x0| >= eps``, else the derivative ``f'(x)``. Same
     shape as ``x``. Chapter 08 (the exercise asks for this function).
     """
+    if not callable(f):
+        raise TypeError(f"f must be the elementwise function (e.g. torch.relu or nn.ReLU()), got {type(f).__name__}")
     x, x0 = torch.as_tensor(x), torch.as_tensor(x0)
     with torch.enable_grad():
         leaf = x.detach().clone().requires_grad_(True)

@@ -74,6 +74,11 @@ def weighted_ridge(z: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, alph
     squares (minimum-norm solution when z is rank deficient).
     """
     a = check_number("alpha", alpha, minimum=0.0)
+    if not all(isinstance(t, torch.Tensor) for t in (z, y, weights)):
+        raise TypeError("z, y and weights must be tensors: z (n, M) samples, y (n,) scores, weights (n,)")
+    if z.ndim != 2 or y.shape != (len(z),) or weights.shape != (len(z),):
+        raise ValueError(f"z must be (n, M) with y and weights (n,): got z {tuple(z.shape)}, y {tuple(y.shape)}, "
+                         f"weights {tuple(weights.shape)}")
     z, y, w = z.double().cpu(), y.double().cpu(), weights.double().cpu()
     mean_z = (w.unsqueeze(1) * z).sum(0) / w.sum()
     mean_y = (w * y).sum() / w.sum()

@@ -82,7 +82,23 @@ def _propagate(layer, parts, relevance, denominator_eps, mask=None):
     return sum(a.detach() * g for a, g in zip(inputs, grads))
 
 
-def _params(layer):
+def _params(layer, a=None, relevance=None):
+    """The layer's (weight, bias), after checking the layer and, when given, its input and relevance."""
+    if not isinstance(layer, (nn.Linear, nn.Conv2d)):
+        raise TypeError(f"LRP rules here are written for nn.Linear and nn.Conv2d layers, got {type(layer).__name__}")
+    if a is not None:
+        for name, t in (("a", a), ("relevance", relevance)):
+            if not isinstance(t, torch.Tensor):
+                raise TypeError(f"{name} must be a tensor, got {type(t).__name__}")
+        try:
+            with torch.no_grad():
+                out = _forward(layer, a, layer.weight, layer.bias)
+        except RuntimeError as err:
+            raise ValueError(f"the layer cannot read a of shape {tuple(a.shape)} ({err}): give the layer's input "
+                             "activations") from None
+        if out.shape != relevance.shape:
+            raise ValueError(f"relevance must be shaped like the layer's output {tuple(out.shape)}, got "
+                             f"{tuple(relevance.shape)}")
     return layer.weight.detach(), (layer.bias.detach() if layer.bias is not None else None)
 
 
@@ -92,13 +108,13 @@ def lrp_epsilon(layer: nn.Module, a: torch.Tensor, relevance: torch.Tensor, epsi
     R_j = a_j * sum_k w_jk * R_k / (z_k + epsilon * sign(z_k)), z = layer(a). ``relevance`` is the
     relevance of the layer's output (shaped like ``layer(a)``). Chapter 08 (the exercise).
     """
-    w, b = _params(layer)
+    w, b = _params(layer, a, relevance)
     return _propagate(layer, [(a, w, b)], relevance, check_number("epsilon", epsilon, minimum=0.0))
 
 
 def lrp_zplus(layer: nn.Module, a: torch.Tensor, relevance: torch.Tensor, stabilizer: float = 1e-6) -> torch.Tensor:
     """LRP-z+ (alpha=1, beta=0) through one layer: only positive contributions a+ w+ (+ b+) and a- w-. Chapter 08."""
-    w, b = _params(layer)
+    w, b = _params(layer, a, relevance)
     parts = [(a.clamp(min=0), w.clamp(min=0), None if b is None else b.clamp(min=0)),
              (a.clamp(max=0), w.clamp(max=0), None)]
     return _propagate(layer, parts, relevance, stabilizer)
@@ -112,7 +128,7 @@ def lrp_gamma(layer: nn.Module, a: torch.Tensor, relevance: torch.Tensor, gamma:
     by a+ (w + gamma w-) + a- (w + gamma w+). For a >= 0 and gamma = 0 this is LRP-0.
     """
     g = check_number("gamma", gamma, minimum=0.0)
-    w, b = _params(layer)
+    w, b = _params(layer, a, relevance)
     up_w, down_w = w + g * w.clamp(min=0), w + g * w.clamp(max=0)
     up_b = None if b is None else b + g * b.clamp(min=0)
     down_b = None if b is None else b + g * b.clamp(max=0)
@@ -135,13 +151,13 @@ def _uniform(layer, a, relevance, weight, bias, stabilizer):
 
 def lrp_flat(layer: nn.Module, a: torch.Tensor, relevance: torch.Tensor, stabilizer: float = 1e-6) -> torch.Tensor:
     """The flat rule: each output's relevance split equally over its receptive field (inputs and weights ignored). Chapter 08."""
-    w, _ = _params(layer)
+    w, _ = _params(layer, a, relevance)
     return _uniform(layer, a, relevance, torch.ones_like(w), None, stabilizer)
 
 
 def lrp_wsquare(layer: nn.Module, a: torch.Tensor, relevance: torch.Tensor, stabilizer: float = 1e-6) -> torch.Tensor:
     """The w^2 rule: relevance split over the receptive field in proportion to w_jk^2 (and b^2, as zennit). Chapter 08."""
-    w, b = _params(layer)
+    w, b = _params(layer, a, relevance)
     return _uniform(layer, a, relevance, w * w, None if b is None else b * b, stabilizer)
 
 
@@ -158,6 +174,10 @@ def merge_batchnorm(layer: nn.Module, batchnorm: nn.BatchNorm2d | nn.BatchNorm1d
     if not isinstance(layer, (nn.Linear, nn.Conv2d)) or not isinstance(batchnorm, (nn.BatchNorm1d, nn.BatchNorm2d)):
         raise TypeError(f"merge_batchnorm merges a BatchNorm into the Linear / Conv2d before it, got "
                         f"{type(layer).__name__} and {type(batchnorm).__name__}")
+    width = layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels
+    if batchnorm.num_features != width:
+        raise ValueError(f"the BatchNorm normalises {batchnorm.num_features} features but the layer outputs {width}: "
+                         "pass the BatchNorm that follows this layer")
     merged = copy.deepcopy(layer)
     with torch.no_grad():
         scale = (batchnorm.weight if batchnorm.affine else 1.0) / (batchnorm.running_var + batchnorm.eps).sqrt()

@@ -220,6 +220,13 @@ def coalition_scores(model: nn.Module, x: torch.Tensor, baseline: torch.Tensor, 
     (1, ...) the values that replace missing features. The perturbed inputs are built chunk by
     chunk (memory bounded by :func:`xaicourse.batching.batched`). Chapter 08.
     """
+    if not all(isinstance(t, torch.Tensor) for t in (x, baseline, index, masks)):
+        raise TypeError("x, baseline, index and masks must be tensors (see feature_index and sample_coalitions)")
+    if index.shape != x.shape or baseline.shape != x.shape or len(x) != 1:
+        raise ValueError(f"give one sample x (1, ...) with index and baseline of its shape: x {tuple(x.shape)}, index "
+                         f"{tuple(index.shape)}, baseline {tuple(baseline.shape)} (index comes from feature_index)")
+    if masks.ndim != 2 or masks.dtype != torch.bool:
+        raise ValueError(f"masks must be a bool tensor (n, M), one coalition per row, got {tuple(masks.shape)} {masks.dtype}")
     masks = masks.to(x.device)
     targets = torch.full((len(masks),), int(target), dtype=torch.long, device=x.device)
     out = torch.empty(len(masks), dtype=torch.float64, device=x.device)

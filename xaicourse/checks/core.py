@@ -178,7 +178,9 @@ def as_answer(got, like, *, shape_hint: str | None = None) -> torch.Tensor:
                f"return one number (a float), not {_describe(got)}")
     expect(not (isinstance(got, torch.Tensor) and got.is_complex()), "your result is complex: return real values")
     try:
-        value = torch.as_tensor(got).detach().to("cpu", torch.float64)
+        # a Python float is float64: read it as such (as_tensor would round it to float32 first)
+        value = (torch.tensor(float(got), dtype=torch.float64) if isinstance(got, numbers.Real)
+                 else torch.as_tensor(got).detach().to("cpu", torch.float64))
     except Exception as err:  # noqa: BLE001 (a meta tensor, a tensor subclass, ...: the learner sees why)
         raise CheckFailed(f"the values of your result cannot be read ({type(err).__name__}: {err}): return a tensor "
                           "that holds values, on the CPU or a GPU") from None

@@ -11,10 +11,10 @@ from __future__ import annotations
 import ipywidgets
 import torch
 
-from . import ig, lime, lrp, shapley
-from .maps import to_map
-from .viz import clip_map
-from .widgets.frame import PhotoMapExplorer
+from .. import ig, lime, lrp, shapley
+from ..maps import to_map
+from ..viz import clip_map
+from .frame import PhotoMapExplorer
 
 __all__ = ["LRPExplorer", "PerturbationExplorer", "lrp_explorer", "perturbation_explorer"]
 
