@@ -280,4 +280,44 @@ def test_bad_inputs_give_clear_errors(tiny, text_model):
     with pytest.raises(ValueError, match="square grid"):
         relevance.patch_grid(torch.ones(1, 7))
     with pytest.raises(ValueError, match="no patch embedding"):
-        relevance.patch_integrated_gradients(nn.Sequential(nn.Flatten(), nn.Linear(12, 2)), torch.ones(1, 3, 2, 2))
+        relevance.patch_integrated_gradients(nn.Sequential(nn.Flatten(), nn.Linear(12, 2)).eval(), torch.ones(1, 3, 2, 2))
+
+
+def test_class_token_rows_per_layer(tiny):
+    vit, x = tiny
+    attentions, gradients, targets = relevance.record_attentions(vit.model, x[:2], [0, 2])
+    assert attentions.shape == gradients.shape == (2, 4, 4, 65, 65)
+    torch.testing.assert_close(relevance.class_token_rows(attentions, gradients, "gradient_rollout", -1)[:, 1:],
+                               relevance.attention_relevance(vit, x[:2], [0, 2]))
+    first = (gradients[:, 0] * attentions[:, 0]).clamp(min=0).mean(dim=1)[:, 0]  # R = I + W_0: row 0
+    first[:, 0] += 1.0
+    torch.testing.assert_close(relevance.class_token_rows(attentions, gradients, "gradient_rollout", 0), first)
+    torch.testing.assert_close(relevance.class_token_rows(attentions, gradients, "attention", 1),
+                               attentions[:, 1].mean(dim=1)[:, 0])
+    torch.testing.assert_close(relevance.class_token_rows(attentions, gradients, "rollout", 2),
+                               xc.attention.rollout(attentions[:, :3])[:, 0])
+    with pytest.raises(ValueError, match="layer must be"):
+        relevance.class_token_rows(attentions, gradients, "rollout", 4)
+
+
+def test_relevance_explorers_show_the_cached_rows_and_a_move_changes_the_view(tiny, text_model):
+    from xaicourse.widgets.relevance import relevance_explorer, text_relevance_explorer
+
+    vit, _ = tiny
+    image = xc.data.shapes(1, seed=3, size=64).images[0]
+    explorer = relevance_explorer(vit, image)
+    want = relevance.attention_relevance(vit, vit.preprocess(image))[0].reshape(8, 8)
+    torch.testing.assert_close(explorer.heat(), want)
+    before = explorer.image.value
+    explorer.layer.value = 0
+    assert explorer.image.value != before
+    explorer.method.value = "attention"
+    attentions = xc.attention.vit_attentions(vit, vit.preprocess(image))
+    torch.testing.assert_close(explorer.heat(), attentions[0, 0].mean(dim=0)[0, 1:].reshape(8, 8))
+    assert hooks_left(vit.model) == 0
+
+    words = text_relevance_explorer(text_model, "a dull and lifeless film", target=1)
+    torch.testing.assert_close(words.scores(), relevance.attention_relevance(text_model, "a dull and lifeless film", 1)[0])
+    before = words.image.value
+    words.method.value = "rollout"
+    assert words.image.value != before

@@ -44,13 +44,13 @@ from torch import nn
 from . import attention as attention_maths
 from .batching import DEFAULT_BUDGET_BYTES, measure_bytes
 from .cam import prefix_tokens
-from .hooks import record_layer
+from .hooks import eval_mode, record_layer
 from .inputs import check_choice, check_int, explainer, model_input, warn_if_zero
 from .inputs import logits as read_logits
 from .targets import resolve_targets, select
 
-__all__ = ["RELEVANCE_METHODS", "attention_relevance", "gradient_rollout", "patch_grid", "patch_integrated_gradients",
-           "record_attentions"]
+__all__ = ["RELEVANCE_METHODS", "attention_relevance", "class_token_rows", "gradient_rollout", "patch_grid",
+           "patch_integrated_gradients", "prepare_inputs", "record_attentions"]
 
 #: The ``method``s of :func:`attention_relevance`.
 RELEVANCE_METHODS = ("gradient_rollout", "attention", "rollout", "attention_x_gradient")
@@ -145,12 +145,13 @@ def record_attentions(model: nn.Module, inputs, target=None, *, kind: str = "ima
 
     ``attentions`` and ``gradients`` are (B, layers, heads, T, T) float32 (detached), the gradients
     of each sample's target logit with respect to each attention weight; ``targets`` (B,). ``inputs``
-    is an image batch (``kind="image"``) or a dict of encodings (``kind="text"``) already checked
-    by :func:`attention_relevance`. Parameters' ``.grad`` are not touched (``torch.autograd.grad``).
+    is an image batch (``kind="image"``) or a dict of encodings (``kind="text"``), as
+    :func:`prepare_inputs` makes them. The pass runs in eval mode (each module's mode restored);
+    parameters' ``.grad`` are not touched (``torch.autograd.grad``).
     """
     check_choice("kind", kind, ("image", "text"))
     _check_eager(model)
-    with torch.enable_grad():
+    with eval_mode(model), torch.enable_grad():
         if kind == "image":
             inputs = inputs.detach().requires_grad_(True)  # so the graph reaches the attentions of a frozen model
         logits, per_layer = _forward(model, inputs, kind)
@@ -170,8 +171,13 @@ def record_attentions(model: nn.Module, inputs, target=None, *, kind: str = "ima
 # --------------------------------------------------------------------------------------------
 # Inputs: images, strings, encodings
 # --------------------------------------------------------------------------------------------
-def _prepare(model, x):
-    """(module, inputs, kind): the bundle unwrapped, text tokenised, images checked."""
+def prepare_inputs(model, x):
+    """(module, inputs, kind) for :func:`attention_relevance`'s ``model`` and ``x``. Chapter 09.
+
+    The bundle unwrapped to its module; text tokenised (``kind="text"``, a dict of encodings on the
+    model's device, checked against the model's length); images checked by
+    :func:`~xaicourse.inputs.model_input` (``kind="image"``).
+    """
     tokenizer = getattr(model, "tokenizer", None)
     module = getattr(model, "model", model)
     if not isinstance(module, nn.Module):
@@ -244,20 +250,38 @@ def attention_relevance(model, x, target=None, *, method: str = "gradient_rollou
     Non-transformers are a TypeError; SDPA / flash attention a ValueError naming ``attn_implementation="eager"``.
     """
     check_choice("method", method, RELEVANCE_METHODS)
-    module, inputs, kind = _prepare(model, x)
+    module, inputs, kind = prepare_inputs(model, x)
     return _relevance(module, inputs, target, method=method, kind=kind)
+
+
+def class_token_rows(attentions: torch.Tensor, gradients: torch.Tensor, method: str = "gradient_rollout",
+                     layer: int = -1) -> torch.Tensor:
+    """The class token's row (..., T) of ``method`` computed from the blocks up to ``layer``. Chapter 09.
+
+    ``attentions``, ``gradients``: (..., layers, heads, T, T), e.g. from :func:`record_attentions`.
+    "gradient_rollout" and "rollout" combine blocks 0..``layer``; "attention" and
+    "attention_x_gradient" read block ``layer`` alone. With ``layer=-1`` these are the rows
+    :func:`attention_relevance` returns (before prefix tokens are dropped). The relevance explorer
+    shows them layer by layer.
+    """
+    check_choice("method", method, RELEVANCE_METHODS)
+    n_layers = attentions.shape[-4] if attentions.dim() >= 4 else 0
+    if isinstance(layer, bool) or not isinstance(layer, int) or not -n_layers <= layer < n_layers:
+        raise ValueError(f"layer must be an int in {-n_layers}..{n_layers - 1} (the model has {n_layers} blocks), "
+                         f"got {layer!r}")
+    layer %= n_layers
+    if method == "gradient_rollout":
+        return gradient_rollout(attentions[..., : layer + 1, :, :, :], gradients[..., : layer + 1, :, :, :])[..., 0, :]
+    if method == "rollout":
+        return attention_maths.rollout(attentions[..., : layer + 1, :, :, :])[..., 0, :]
+    if method == "attention":
+        return attentions[..., layer, :, 0, :].float().mean(dim=-2)
+    return (gradients[..., layer, :, 0, :] * attentions[..., layer, :, 0, :]).float().clamp(min=0).mean(dim=-2)
 
 
 def _relevance(model: nn.Module, inputs, target, *, method: str, kind: str) -> torch.Tensor:
     attentions, gradients, _ = record_attentions(model, inputs, target, kind=kind)
-    if method == "gradient_rollout":
-        rows = gradient_rollout(attentions, gradients)[:, 0]
-    elif method == "rollout":
-        rows = attention_maths.rollout(attentions)[:, 0]
-    elif method == "attention":
-        rows = attentions[:, -1].mean(dim=1)[:, 0]
-    else:
-        rows = (gradients[:, -1] * attentions[:, -1]).clamp(min=0).mean(dim=1)[:, 0]
+    rows = class_token_rows(attentions, gradients, method)
     if kind == "image":
         result = rows[:, prefix_tokens(model, rows.shape[-1]):]
     else:
