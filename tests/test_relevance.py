@@ -321,3 +321,28 @@ def test_relevance_explorers_show_the_cached_rows_and_a_move_changes_the_view(ti
     before = words.image.value
     words.method.value = "rollout"
     assert words.image.value != before
+
+
+def test_hugging_face_vit_and_the_courses_hub_wrapper_match_the_papers_rule():
+    from transformers import ViTConfig, ViTForImageClassification
+
+    torch.manual_seed(0)
+    config = ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                       intermediate_size=64, num_labels=3)
+    config._attn_implementation = "eager"
+    hf = ViTForImageClassification(config).eval()
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(5))
+    clone = copy.deepcopy(hf)
+    out = clone(pixel_values=x, output_attentions=True)
+    for a in out.attentions:
+        a.retain_grad()
+    out.logits[:, 2].sum().backward()
+    want = torch.stack([_paper_rule([a[b] for a in out.attentions], [a.grad[b] for a in out.attentions])[0, 1:]
+                        for b in range(2)])
+    torch.testing.assert_close(relevance.attention_relevance(hf, x, 2), want, rtol=1e-4, atol=1e-7)
+    torch.testing.assert_close(relevance.attention_relevance(xc.models.architectures.HubViT(hf).eval(), x, 2), want, rtol=1e-4,
+                               atol=1e-7)
+    config_sdpa = copy.deepcopy(hf)
+    config_sdpa.config._attn_implementation = "sdpa"
+    with pytest.raises(ValueError, match="eager"):
+        relevance.attention_relevance(xc.models.architectures.HubViT(config_sdpa).eval(), x)

@@ -251,6 +251,7 @@ def attention_relevance(model, x, target=None, *, method: str = "gradient_rollou
     """
     check_choice("method", method, RELEVANCE_METHODS)
     module, inputs, kind = prepare_inputs(model, x)
+    _check_eager(module)  # before anything else runs: SDPA attention has no weights to explain
     return _relevance(module, inputs, target, method=method, kind=kind)
 
 
