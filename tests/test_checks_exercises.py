@@ -1,0 +1,139 @@
+"""Chapter 06's new graded tasks: check_contrastive_grad_cam and check_occlusion accept a learner's
+own solution, report a stub, and name the typical mistakes."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from xaicourse import cam, testing
+from xaicourse.checks import CheckFailed
+from xaicourse.checks.exercises import check_contrastive_grad_cam, check_occlusion, contrastive_grad_cam, occlusion
+
+
+# --------------------------------------------------------------------------------------------
+# A learner's contrastive Grad-CAM, with hooks, and its mistakes
+# --------------------------------------------------------------------------------------------
+def make_contrastive(mistake=None):
+    def learner(model, layer, x, a, b):
+        store = {}
+
+        def hook(module, inputs, output):
+            store["A"] = output.detach()
+            output.register_hook(lambda g: store.__setitem__("G", g.detach()))
+
+        handle = layer.register_forward_hook(hook)
+        try:
+            x = x.clone().requires_grad_(True)
+            logits = model(x)
+            score = {None: logits[:, a] - logits[:, b], "swapped": logits[:, b] - logits[:, a],
+                     "only_a": logits[:, a]}.get(mistake, logits[:, a] - logits[:, b])
+            torch.autograd.grad(score.sum(), x)
+        finally:
+            handle.remove()
+        cam_map = (store["G"].mean(dim=(2, 3), keepdim=True) * store["A"]).sum(1).clamp(min=0)
+        cam_map = F.interpolate(cam_map[:, None], size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+        low, high = cam_map.amin(dim=(1, 2), keepdim=True), cam_map.amax(dim=(1, 2), keepdim=True)
+        return (cam_map - low) / (high - low).clamp(min=1e-12)
+
+    return learner
+
+
+def finished_difference(model, layer, x, a, b):
+    return cam.grad_cam(model, layer, x, a) - cam.grad_cam(model, layer, x, b)
+
+
+def test_contrastive_reference_is_grad_cam_of_the_logit_difference():
+    model, layer, x, _ = testing.grad_cam_case()
+
+    class Difference(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, v):
+            out = self.model(v)
+            return (out[:, 0] - out[:, 2]).unsqueeze(1)
+
+    torch.testing.assert_close(contrastive_grad_cam(model, layer, x, 0, 2),
+                               cam.grad_cam(Difference().eval(), layer, x, 0), atol=1e-5, rtol=1e-4)
+    # and it is not either class's own map, nor the other contrast: the checker can tell them apart
+    own = cam.grad_cam(model, layer, x, 0)
+    assert (contrastive_grad_cam(model, layer, x, 0, 2) - own).abs().max() > 0.1
+    assert (contrastive_grad_cam(model, layer, x, 0, 2) - contrastive_grad_cam(model, layer, x, 2, 0)).abs().max() > 0.1
+
+
+def test_contrastive_accepts_a_solution_with_hooks(capsys):
+    assert check_contrastive_grad_cam(make_contrastive()) is True
+    assert "[passed] check_contrastive_grad_cam" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("learner, hint", [
+    (make_contrastive("swapped"), "b rather than a"),
+    (make_contrastive("only_a"), "plain Grad-CAM of class a"),
+    (finished_difference, "without clipping"),
+    (lambda m, l, x, a, b: (finished_difference(m, l, x, a, b)).clamp(min=0) / (finished_difference(m, l, x, a, b)).clamp(min=0).amax(dim=(1, 2), keepdim=True), "finished"),
+])
+def test_contrastive_names_the_mistake(learner, hint):
+    with pytest.raises(CheckFailed, match=hint):
+        check_contrastive_grad_cam(learner)
+
+
+def test_contrastive_stub_and_unrelated_answer(capsys):
+    def stub(*args):
+        raise NotImplementedError
+
+    assert check_contrastive_grad_cam(stub) is False
+    assert "not implemented yet" in capsys.readouterr().out
+    with pytest.raises(CheckFailed, match="expected ReLU"):
+        check_contrastive_grad_cam(lambda m, l, x, a, b: torch.rand(len(x), *x.shape[-2:]))
+
+
+# --------------------------------------------------------------------------------------------
+# Occlusion
+# --------------------------------------------------------------------------------------------
+def make_occlusion(mistake=None):
+    def learner(model, x, target, window, stride):
+        t = torch.as_tensor(target)
+        score = (lambda out: out.softmax(-1)) if mistake == "probability" else (lambda out: out)
+        with torch.no_grad():
+            base = score(model(x))[torch.arange(len(x)), t]
+            total = torch.zeros(len(x), *x.shape[-2:])
+            count = torch.zeros(x.shape[-2:])
+            for top in range(0, x.shape[-2] - window + 1, stride):
+                for left in range(0, x.shape[-1] - window + 1, stride):
+                    covered = x.clone()
+                    covered[..., top:top + window, left:left + window] = 0
+                    drop = base - score(model(covered))[torch.arange(len(x)), t]
+                    if mistake == "sign":
+                        drop = -drop
+                    total[:, top:top + window, left:left + window] += drop[:, None, None]
+                    count[top:top + window, left:left + window] += 1
+        return total if mistake == "summed" else total / count.clamp(min=1)
+
+    return learner
+
+
+def test_occlusion_reference_agrees_with_captum():
+    from captum.attr import Occlusion
+
+    model, _, x, targets = testing.grad_cam_case()
+    theirs = Occlusion(model).attribute(x, target=torch.tensor(targets), sliding_window_shapes=(3, 8, 8),
+                                        strides=(3, 4, 4), baselines=0)
+    torch.testing.assert_close(occlusion(model, x, targets, 8, 4), theirs[:, 0], atol=1e-5, rtol=1e-4)
+    assert occlusion(model, x, targets, 8, 4).abs().max() > 1e-3   # a map with something in it
+
+
+def test_occlusion_accepts_a_solution(capsys):
+    assert check_occlusion(make_occlusion()) is True
+    assert "Captum's Occlusion" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("mistake, hint", [("sign", "sign is flipped"), ("summed", "divide by how many windows"),
+                                           ("probability", "softmax probability")])
+def test_occlusion_names_the_mistake(mistake, hint):
+    with pytest.raises(CheckFailed, match=hint):
+        check_occlusion(make_occlusion(mistake))
+
+
+def test_occlusion_unrelated_answer():
+    with pytest.raises(CheckFailed, match="mean over the windows"):
+        check_occlusion(lambda m, x, t, w, s: torch.zeros(len(x), *x.shape[-2:]))

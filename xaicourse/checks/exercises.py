@@ -1,0 +1,149 @@
+"""Checks of chapter 06's new graded tasks: contrastive Grad-CAM and Occlusion.
+
+Both run the learner's function on the fixed Grad-CAM case (:func:`xaicourse.testing.grad_cam_case`)
+and compare it with a reference built here from plain PyTorch; the known mistakes are rebuilt from the
+same numbers. Chapter 06.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .. import testing
+from ..targets import select
+from .core import CheckFailed, Mistake, ModelState, compare, expect_as_found, expect_returned, grader
+
+__all__ = ["check_contrastive_grad_cam", "check_occlusion", "contrastive_grad_cam", "occlusion"]
+
+
+# --------------------------------------------------------------------------------------------
+# References
+# --------------------------------------------------------------------------------------------
+def _split_grads(model, layer, x, score):
+    front, back = testing.split_at(model, layer)
+    acts = front(x).detach().requires_grad_(True)
+    (grads,) = torch.autograd.grad(score(back(acts)).sum(), acts)
+    return acts.detach().double(), grads.double()
+
+
+def _finish(weighted: torch.Tensor, size) -> torch.Tensor:
+    cam = weighted.clamp(min=0)
+    cam = F.interpolate(cam[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
+    low = cam.amin(dim=(1, 2), keepdim=True)
+    span = cam.amax(dim=(1, 2), keepdim=True) - low
+    return torch.where(span > 0, (cam - low) / span.clamp(min=1e-12), torch.zeros_like(cam))
+
+
+def contrastive_grad_cam(model, layer, x, a, b) -> torch.Tensor:
+    """Grad-CAM of the score y_a - y_b ("a rather than b"), (B, H, W) in [0, 1]. Chapter 06 (task A).
+
+    ReLU(sum_k alpha_k A^k) with alpha_k the spatial mean of d(y_a - y_b)/dA^k, upsampled bilinearly
+    to the input and min-max scaled per sample (0 where the map is flat)."""
+    acts, grads = _split_grads(model, layer, x, lambda out: out[:, a] - out[:, b])
+    return _finish((grads.mean(dim=(2, 3), keepdim=True) * acts).sum(1), x.shape[-2:]).float()
+
+
+def occlusion(model, x, target, window: int, stride: int, fill: float = 0.0) -> torch.Tensor:
+    """Occlusion map (B, H, W): for every pixel, the mean drop of the target logit over the square
+    windows that cover it, each window set to ``fill`` in all channels (Zeiler & Fergus 2014; Captum's
+    ``Occlusion`` with ``sliding_window_shapes=(C, window, window)``). Pixels no window covers get 0.
+    Chapter 06 (task C)."""
+    with torch.no_grad():
+        targets = torch.as_tensor(target).expand(len(x)) if torch.as_tensor(target).ndim == 0 else torch.as_tensor(target)
+        base = select(model(x), targets)
+        total = torch.zeros(x.shape[0], *x.shape[-2:], dtype=torch.float64)
+        count = torch.zeros(x.shape[-2:], dtype=torch.float64)
+        height, width = x.shape[-2:]
+        for top in range(0, height - window + 1, stride):
+            for left in range(0, width - window + 1, stride):
+                covered = x.clone()
+                covered[..., top:top + window, left:left + window] = fill
+                drop = (base - select(model(covered), targets)).double()
+                total[:, top:top + window, left:left + window] += drop[:, None, None]
+                count[top:top + window, left:left + window] += 1
+    return (total / count.clamp(min=1)).float()
+
+
+# --------------------------------------------------------------------------------------------
+# Task A: contrastive Grad-CAM
+# --------------------------------------------------------------------------------------------
+@grader
+def check_contrastive_grad_cam(learner) -> str:
+    """Grade ``contrastive_grad_cam(model, layer, x, a, b)`` -> (B, H, W): Grad-CAM of y_a - y_b. Chapter 06."""
+    model, layer, x, _ = testing.grad_cam_case()
+    a, b = 0, 2
+    state = ModelState.of(model)
+    got = learner(model, layer, x.clone(), a, b)
+    expect_returned(got)
+    expect_as_found(model, state)
+    acts, ga = _split_grads(model, layer, x, lambda out: out[:, a])
+    _, gb = _split_grads(model, layer, x, lambda out: out[:, b])
+    size = x.shape[-2:]
+    cam_a = _finish((ga.mean(dim=(2, 3), keepdim=True) * acts).sum(1), size)
+    cam_b = _finish((gb.mean(dim=(2, 3), keepdim=True) * acts).sum(1), size)
+    compare(got, contrastive_grad_cam(model, layer, x, a, b).double(), [
+        Mistake("this is the plain Grad-CAM of class a: the contrast is in the score, differentiate y_a - y_b",
+                cam_a.float()),
+        Mistake("this is the map of 'b rather than a': the score is y_a - y_b, not y_b - y_a",
+                lambda: contrastive_grad_cam(model, layer, x, b, a)),
+        Mistake("you subtracted two finished (ReLU'd and scaled) Grad-CAMs: subtract the scores (or the channel "
+                "weights alpha_a - alpha_b) before the ReLU, then scale once", lambda: _finish(cam_a - cam_b, size)),
+        Mistake("you subtracted the two finished Grad-CAMs without clipping: the difference of two scaled maps is "
+                "not the map of the difference; weight the activations by alpha_a - alpha_b, then ReLU and scale",
+                (cam_a - cam_b).float()),
+    ], atol=1e-4, rtol=1e-3, otherwise="expected ReLU(sum_k alpha_k A^k) with alpha_k the spatial mean of "
+                                       "d(y_a - y_b)/dA^k, upsampled bilinearly (align_corners=False) and min-max "
+                                       "scaled per sample")
+    return "the map of y_a - y_b matches, it differs from both classes' own maps, and the model is as found"
+
+
+# --------------------------------------------------------------------------------------------
+# Task C: Occlusion
+# --------------------------------------------------------------------------------------------
+@grader
+def check_occlusion(learner) -> str:
+    """Grade ``occlusion(model, x, target, window, stride)`` -> (B, H, W). Chapter 06.
+
+    Also compared with Captum's ``Occlusion`` (baselines=0, all channels in one window)."""
+    model, _, x, targets = testing.grad_cam_case()
+    window, stride = 6, 3
+    state = ModelState.of(model)
+    got = learner(model, x.clone(), targets, window, stride)
+    expect_returned(got)
+    expect_as_found(model, state)
+    want = occlusion(model, x, targets, window, stride).double()
+
+    def summed():
+        out = torch.zeros_like(want)
+        height, width = x.shape[-2:]
+        with torch.no_grad():
+            base = select(model(x), torch.tensor(targets))
+            for top in range(0, height - window + 1, stride):
+                for left in range(0, width - window + 1, stride):
+                    covered = x.clone()
+                    covered[..., top:top + window, left:left + window] = 0
+                    out[:, top:top + window, left:left + window] += (base - select(model(covered), torch.tensor(targets)))[:, None, None].double()
+        return out
+
+    def on_probabilities():
+        wrapped = torch.nn.Sequential(model, torch.nn.Softmax(-1))
+        return occlusion(wrapped, x, targets, window, stride)
+
+    compare(got, want, [
+        Mistake("the sign is flipped: occlusion attributes the DROP of the score, score(x) - score(occluded), so a "
+                "window that supports the class is positive", -want),
+        Mistake("each pixel got the sum over the windows that cover it: divide by how many windows cover it "
+                "(overlapping windows with stride < window)", summed),
+        Mistake("this is the drop of the softmax probability: explain the logit (the raw model output)",
+                on_probabilities),
+    ], atol=1e-4, rtol=1e-3, otherwise="expected, per pixel, the mean over the windows covering it of "
+                                       "logit(x) - logit(x with the window set to 0 in all channels)")
+    try:
+        from captum.attr import Occlusion
+    except ImportError:  # pragma: no cover (Captum is a course dependency)
+        return "matches the reference; the model is as found"
+    theirs = Occlusion(model).attribute(x, target=torch.tensor(targets), sliding_window_shapes=(3, window, window),
+                                        strides=(3, stride, stride), baselines=0).sum(1)
+    if not torch.allclose(theirs.double() / 3, want, atol=1e-4, rtol=1e-3):
+        raise CheckFailed("internal: the reference disagrees with Captum's Occlusion; please report this")
+    return "matches the reference and Captum's Occlusion (window 6, stride 3), and the model is as found"
