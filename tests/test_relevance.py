@@ -81,10 +81,10 @@ def tiny():
     return vit, vit.preprocess(images.images)
 
 
-def _timm_vit(name, seed=0):
+def _timm_vit(name, seed=0, **kwargs):
     torch.manual_seed(seed)
     return timm.create_model(name, pretrained=False, img_size=32, patch_size=8, depth=3, num_heads=2, embed_dim=32,
-                             num_classes=4).eval()
+                             num_classes=4, **kwargs).eval()
 
 
 # --------------------------------------------------------------------------------------------
@@ -102,10 +102,12 @@ def test_tiny_vit_matches_the_papers_rule(tiny, method):
     assert got.abs().sum() > 0
 
 
-@pytest.mark.parametrize("name, n_prefix", [("vit_tiny_patch16_224", 1), ("deit_tiny_distilled_patch16_224", 2)])
+@pytest.mark.parametrize("name, n_prefix, kwargs", [("vit_tiny_patch16_224", 1, {}),
+                                                    ("deit_tiny_distilled_patch16_224", 2, {}),
+                                                    ("vit_tiny_patch16_224", 5, {"reg_tokens": 4})])
 @pytest.mark.parametrize("method", ["gradient_rollout", "attention_x_gradient", "attention"])
-def test_timm_vit_matches_the_papers_rule_and_drops_prefix_tokens(name, n_prefix, method):
-    model = _timm_vit(name)
+def test_timm_vit_matches_the_papers_rule_and_drops_prefix_tokens(name, n_prefix, kwargs, method):
+    model = _timm_vit(name, **kwargs)
     assert model.num_prefix_tokens == n_prefix
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     target = [3, 0]
