@@ -144,7 +144,8 @@ TARGET_S = 0.100
 
 #: (label, factory) per group; the first row of each group is the reference of its ratios.
 GROUPS = {
-    "tiny ViT, one 64 x 64 image": [("relevance (gradient rollout)", "vit_relevance"), ("rollout (chapter 04)", "vit_rollout"),
+    "tiny ViT, one 64 x 64 image": [("relevance (gradient rollout)", "vit_relevance"),
+                                    ("rollout (chapter 04)", "vit_rollout"),
                                     (f"IG, {IG_STEPS} steps, patch embeddings", "vit_ig"),
                                     ("Grad-CAM, blocks[-1].norm1", "vit_grad_cam")],
     "tiny ViT, a batch of 64 images": [("relevance (gradient rollout)", "vit_relevance_64"),

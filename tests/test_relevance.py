@@ -282,7 +282,8 @@ def test_bad_inputs_give_clear_errors(tiny, text_model):
     with pytest.raises(ValueError, match="square grid"):
         relevance.patch_grid(torch.ones(1, 7))
     with pytest.raises(ValueError, match="no patch embedding"):
-        relevance.patch_integrated_gradients(nn.Sequential(nn.Flatten(), nn.Linear(12, 2)).eval(), torch.ones(1, 3, 2, 2))
+        relevance.patch_integrated_gradients(nn.Sequential(nn.Flatten(), nn.Linear(12, 2)).eval(),
+                                             torch.ones(1, 3, 2, 2))
 
 
 def test_class_token_rows_per_layer(tiny):
@@ -319,7 +320,8 @@ def test_relevance_explorers_show_the_cached_rows_and_a_move_changes_the_view(ti
     assert hooks_left(vit.model) == 0
 
     words = text_relevance_explorer(text_model, "a dull and lifeless film", target=1)
-    torch.testing.assert_close(words.scores(), relevance.attention_relevance(text_model, "a dull and lifeless film", 1)[0])
+    want = relevance.attention_relevance(text_model, "a dull and lifeless film", 1)[0]
+    torch.testing.assert_close(words.scores(), want)
     before = words.image.value
     words.method.value = "rollout"
     assert words.image.value != before
@@ -342,8 +344,8 @@ def test_hugging_face_vit_and_the_courses_hub_wrapper_match_the_papers_rule():
     want = torch.stack([_paper_rule([a[b] for a in out.attentions], [a.grad[b] for a in out.attentions])[0, 1:]
                         for b in range(2)])
     torch.testing.assert_close(relevance.attention_relevance(hf, x, 2), want, rtol=1e-4, atol=1e-7)
-    torch.testing.assert_close(relevance.attention_relevance(xc.models.architectures.HubViT(hf).eval(), x, 2), want, rtol=1e-4,
-                               atol=1e-7)
+    hub = xc.models.architectures.HubViT(hf).eval()
+    torch.testing.assert_close(relevance.attention_relevance(hub, x, 2), want, rtol=1e-4, atol=1e-7)
     config_sdpa = copy.deepcopy(hf)
     config_sdpa.config._attn_implementation = "sdpa"
     with pytest.raises(ValueError, match="eager"):

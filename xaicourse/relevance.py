@@ -14,8 +14,11 @@ computes it (``method="gradient_rollout"``) and, on the same recorded attentions
 the chapter: ``"attention"`` (the last layer's head mean), ``"rollout"`` (chapter 04's
 :func:`xaicourse.attention.rollout`) and ``"attention_x_gradient"`` (the last layer's
 mean_heads((dA * A)^+) alone). :func:`gradient_rollout` is the rule itself, on given attentions and
-gradients (what the exercise asks for). :func:`patch_integrated_gradients` is the attribution
-reference for a ViT: Integrated Gradients at the patch embeddings, one value per patch.
+gradients (what the exercise asks for); :func:`record_attentions` records both in one pass and
+:func:`class_token_rows` reads any method's class-token row up to any layer (the explorer's maps).
+:func:`patch_integrated_gradients` is the attribution reference for a ViT: Integrated Gradients at
+the patch embeddings, one value per patch (for text, chapter 05's ``TextClassifierInterpreter``
+does the same at the word embeddings).
 
 Models (attention weights and their gradients are recorded for one forward and one backward pass;
 hooks are removed in ``finally``; mode, ``requires_grad``, ``.grad`` and hooks are left as found):
@@ -89,7 +92,8 @@ def gradient_rollout(attentions: torch.Tensor, gradients: torch.Tensor) -> torch
 # --------------------------------------------------------------------------------------------
 def _timm_attentions(model: nn.Module) -> list[nn.Module]:
     """timm Attention modules (they have ``fused_attn`` and ``attn_drop``), in forward order."""
-    return [m for m in model.modules() if hasattr(m, "fused_attn") and isinstance(getattr(m, "attn_drop", None), nn.Module)]
+    return [m for m in model.modules()
+            if hasattr(m, "fused_attn") and isinstance(getattr(m, "attn_drop", None), nn.Module)]
 
 
 def _hf_config(model: nn.Module):

@@ -71,7 +71,8 @@ def relevance_with(attentions: torch.Tensor, gradients: torch.Tensor, *, relu: s
 
 
 def _otherwise(got: torch.Tensor) -> str:
-    if got.dim() == 2 and got.shape[0] == got.shape[1] and not torch.allclose(got.diagonal(), got.diagonal().clamp(min=1)):
+    square = got.dim() == 2 and got.shape[0] == got.shape[1]
+    if square and not torch.allclose(got.diagonal(), got.diagonal().clamp(min=1)):
         return ("a diagonal entry of your R is below 1: R starts as the identity and only non-negative terms are added "
                 "(R = I, then R = R + A_bar @ R with A_bar = mean over heads of (gradients * attentions).clamp(min=0))")
     return ("your R differs from the reference: R = I; for each layer in forward order, A_bar = (gradients * "
@@ -91,7 +92,8 @@ def check_attention_relevance(relevance_fn) -> str:
     got = relevance_fn(attentions, gradients)
     expect_unchanged("your function changed the attentions or gradients passed in: work on new tensors (avoid "
                      "in-place operations such as *=, clamp_ or +=)", (attentions, saved[0]), (gradients, saved[1]))
-    mistakes = [Mistake(hint, lambda kw=kw: relevance_with(attentions, gradients, **kw)) for hint, kw in _MISTAKES.items()]
+    mistakes = [Mistake(hint, lambda kw=kw: relevance_with(attentions, gradients, **kw))
+                for hint, kw in _MISTAKES.items()]
     mistakes.append(Mistake("your R is all zeros: start from the identity, R = torch.eye(T), not from zeros",
                             when=lambda g: g.dim() == 2 and bool((g == 0).all())))
     compare(got, relevance.gradient_rollout(attentions, gradients), mistakes, rtol=1e-4, atol=1e-5,

@@ -53,7 +53,8 @@ class RelevanceExplorer(ipywidgets.VBox):
 
     def __init__(self, image, attentions: torch.Tensor, gradients: torch.Tensor, grid: int, n_prefix: int = 1,
                  title: str = ""):
-        if attentions.dim() != 5 or attentions.shape[-1] != n_prefix + grid * grid or gradients.shape != attentions.shape:
+        n_tokens = n_prefix + grid * grid
+        if attentions.dim() != 5 or attentions.shape[-1] != n_tokens or gradients.shape != attentions.shape:
             raise ValueError(f"attentions and gradients must both be (1, layers, heads, T, T) with T = {n_prefix} + "
                              f"{grid}x{grid}, got {tuple(attentions.shape)} and {tuple(gradients.shape)}")
         self.picture = to_numpy(image).astype(np.float32)
