@@ -37,3 +37,18 @@ def test_roar_matches_a_manual_run_and_caches(tmp_path):
                             cache=cache, progress=False)
     assert torch.equal(again.accuracy, result.accuracy) and torch.equal(again.intact, result.intact)
     assert cache.exists()
+
+
+def test_precomputed_maps_give_the_same_result():
+    model = xc.models.shapes_cnn("clean")
+    train, test = small_splits()
+    images = torch.cat([train.images, test.images])
+    labels = torch.cat([train.labels, test.labels])
+    maps = xc.metrics.pixel_map(xc.saliency.vanilla_gradient(model, images, labels))
+    settings = dict(train=train, test=test, fractions=(0.3,), seeds=(1,), epochs=1, progress=False)
+    by_method = xc.metrics.roar(model, {"gradient": xc.saliency.vanilla_gradient}, **settings)
+    by_maps = xc.metrics.roar(model, {"gradient": maps}, **settings)
+    assert torch.equal(by_method.accuracy, by_maps.accuracy)
+    import pytest
+    with pytest.raises(ValueError, match="N_train"):
+        xc.metrics.roar(model, {"gradient": maps[:10]}, **settings)

@@ -78,7 +78,9 @@ def roar(model: nn.Module, methods: dict, *, train=None, test=None, fractions=(0
 
     ``model`` is the trained model the maps explain (e.g. ``xc.models.shapes_cnn("clean")``);
     ``methods``: {name: method(model, x, targets)} explained for the true labels on every train and
-    test image, once (a random ranking, seeded, is added as the control). For each fraction of
+    test image, once, or {name: maps} already computed, a (N_train + N_test, H, W) tensor for the
+    training images then the test images (to reuse them across calls); a random ranking, seeded,
+    is added as the control. For each fraction of
     ``fractions`` and each seed of ``seeds``, a fresh ``make_model()`` (default ``ShapesCNN(width=8)``)
     is trained for ``epochs`` on the modified ``train`` set (default: 1000 shapes images, 32 x 32,
     no marker) and tested on the modified ``test`` set (default: 300); ``fill``: "mean" (the training
@@ -88,9 +90,10 @@ def roar(model: nn.Module, methods: dict, *, train=None, test=None, fractions=(0
     change), and a new one is saved there.
     """
     if not isinstance(methods, dict) or not methods:
-        raise TypeError("methods must be a non-empty dict {name: method(model, x, targets)}")
+        raise TypeError("methods must be a non-empty dict {name: method(model, x, targets) or precomputed maps}")
     for method in methods.values():
-        check_method(method)
+        if not isinstance(method, torch.Tensor):
+            check_method(method)
     epochs = check_int("epochs", epochs)
     check_choice("ROAR fill", fill, ("mean", "impute"))
     fractions = [float(f) for f in fractions]
@@ -100,7 +103,7 @@ def roar(model: nn.Module, methods: dict, *, train=None, test=None, fractions=(0
     train = _training.default_split("train") if train is None else train
     test = _training.default_split("test") if test is None else test
     names = [*methods, RANDOM]
-    key = _cache_key(model, names, fractions, seeds, (epochs, fill), train, test)
+    key = _cache_key(model, methods, names, fractions, seeds, (epochs, fill), train, test)
     if cache is not None and Path(cache).exists():
         saved = torch.load(cache, weights_only=False)
         if saved.get("key") == key:
@@ -120,7 +123,8 @@ def _run(model, methods, train, test, fractions, seeds, epochs, fill, make_model
     images = torch.cat([train.images, test.images])
     labels = torch.cat([train.labels, test.labels])
     generator = torch.Generator().manual_seed(0)
-    maps = {name: _maps(model, method, images, labels, 0) for name, method in methods.items()}
+    maps = {name: _check_maps(name, method, images) if isinstance(method, torch.Tensor)
+            else _maps(model, method, images, labels, 0) for name, method in methods.items()}
     maps[RANDOM] = torch.rand(images.shape[0], *images.shape[-2:], generator=generator)
     desc = f"ROAR ({fill}): retraining"
     fill = train.images.mean(dim=(0, 2, 3)) if fill == "mean" else fill
@@ -141,9 +145,18 @@ def _run(model, methods, train, test, fractions, seeds, epochs, fill, make_model
     return RoarResult(list(maps), torch.tensor(fractions), seeds, accuracy, intact)
 
 
-def _cache_key(model, names, fractions, seeds, epochs, train, test) -> str:
+def _check_maps(name: str, maps: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    expected = (images.shape[0], *images.shape[-2:])
+    if tuple(maps.shape) != expected:
+        raise ValueError(f"the maps of {name!r} must be (N_train + N_test, H, W) = {expected}, got {tuple(maps.shape)}")
+    return maps.detach().float().cpu()
+
+
+def _cache_key(model, methods, names, fractions, seeds, epochs, train, test) -> str:
     digest = hashlib.sha256()
     for t in [*model.state_dict().values(), train.images, train.labels, test.images, test.labels]:
         digest.update(t.detach().cpu().contiguous().numpy().tobytes())
     digest.update(repr((names, fractions, seeds, epochs)).encode())
+    for maps in (m for m in methods.values() if isinstance(m, torch.Tensor)):
+        digest.update(maps.detach().cpu().float().contiguous().numpy().tobytes())
     return digest.hexdigest()
