@@ -350,3 +350,20 @@ def test_hugging_face_vit_and_the_courses_hub_wrapper_match_the_papers_rule():
     config_sdpa.config._attn_implementation = "sdpa"
     with pytest.raises(ValueError, match="eager"):
         relevance.attention_relevance(xc.models.architectures.HubViT(config_sdpa).eval(), x)
+
+
+def test_text_model_left_as_found(text_model):
+    model = text_model.model
+    with torch.no_grad():  # transformers registers its own output-capturing hooks at the first such call
+        model(**text_model.encode("warm up"), output_attentions=True)
+    n_hooks = hooks_left(model)
+    model.train()
+    try:
+        with pytest.warns(UserWarning, match="training mode"):
+            relevance.attention_relevance(text_model, "a dull and lifeless film")
+        assert all(m.training for m in model.modules())
+    finally:
+        model.eval()
+    assert hooks_left(model) == n_hooks
+    assert all(p.grad is None for p in model.parameters())
+    assert model.config._attn_implementation == "eager"
