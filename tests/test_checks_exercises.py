@@ -1,12 +1,13 @@
-"""Chapter 06's new graded tasks: check_contrastive_grad_cam and check_occlusion accept a learner's
-own solution, report a stub, and name the typical mistakes."""
+"""Chapter 06's new graded tasks: check_contrastive_grad_cam, check_occlusion and check_grad_cam_pp
+accept a learner's own solution, report a stub, and name the typical mistakes."""
 import pytest
 import torch
 import torch.nn.functional as F
 
 from xaicourse import cam, testing
 from xaicourse.checks import CheckFailed
-from xaicourse.checks.exercises import check_contrastive_grad_cam, check_occlusion, contrastive_grad_cam, occlusion
+from xaicourse.checks.exercises import (check_contrastive_grad_cam, check_grad_cam_pp, check_occlusion,
+                                       contrastive_grad_cam, grad_cam_pp, occlusion)
 
 
 # --------------------------------------------------------------------------------------------
@@ -137,3 +138,52 @@ def test_occlusion_names_the_mistake(mistake, hint):
 def test_occlusion_unrelated_answer():
     with pytest.raises(CheckFailed, match="mean over the windows"):
         check_occlusion(lambda m, x, t, w, s: torch.zeros(len(x), *x.shape[-2:]))
+
+
+# --------------------------------------------------------------------------------------------
+# Grad-CAM++
+# --------------------------------------------------------------------------------------------
+def make_grad_cam_pp(mistake=None):
+    def learner(model, layer, x, target):
+        store = {}
+        handle = layer.register_forward_hook(lambda module, inputs, output: store.update(A=output))
+        try:
+            logits = model(x)
+        finally:
+            handle.remove()
+        acts = store["A"]
+        (g,) = torch.autograd.grad(logits[torch.arange(len(x)), torch.as_tensor(target)].sum(), acts)
+        acts, g = acts.detach(), g.detach()
+        a_sum = acts if mistake == "per_position" else acts.sum(dim=(2, 3), keepdim=True)
+        factor = 1.0 if mistake == "no_two" else 2.0
+        alpha = g**2 / (factor * g**2 + a_sum * g**3 + 1e-6)
+        alpha = torch.where(g != 0, alpha, torch.zeros_like(alpha))
+        positive = g if mistake == "signed" else g.clamp(min=0)
+        weights = (alpha * positive).sum(dim=(2, 3), keepdim=True)
+        if mistake == "plain":
+            weights = g.mean(dim=(2, 3), keepdim=True)
+        cam_map = (weights * acts).sum(1).clamp(min=0)
+        cam_map = F.interpolate(cam_map[:, None], size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+        low, high = cam_map.amin(dim=(1, 2), keepdim=True), cam_map.amax(dim=(1, 2), keepdim=True)
+        return (cam_map - low) / (high - low).clamp(min=1e-12)
+
+    return learner
+
+
+def test_grad_cam_pp_reference_is_the_package_method():
+    model, layer, x, targets = testing.grad_cam_case()
+    torch.testing.assert_close(grad_cam_pp(model, layer, x, targets), cam.grad_cam_pp(model, layer, x, targets),
+                               atol=1e-5, rtol=1e-4)
+    assert (grad_cam_pp(model, layer, x, targets) - cam.grad_cam(model, layer, x, targets)).abs().max() > 0.1
+
+
+def test_grad_cam_pp_accepts_a_solution_with_hooks(capsys):
+    assert check_grad_cam_pp(make_grad_cam_pp()) is True
+    assert "[passed] check_grad_cam_pp" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("mistake, hint", [("plain", "plain Grad-CAM"), ("signed", "with their sign"),
+                                           ("no_two", "factor 2"), ("per_position", "sum of A")])
+def test_grad_cam_pp_names_the_mistake(mistake, hint):
+    with pytest.raises(CheckFailed, match=hint):
+        check_grad_cam_pp(make_grad_cam_pp(mistake))

@@ -1,4 +1,4 @@
-"""Checks of chapter 06's new graded tasks: contrastive Grad-CAM and Occlusion.
+"""Checks of chapter 06's new graded tasks: contrastive Grad-CAM, Occlusion and Grad-CAM++.
 
 Both run the learner's function on the fixed Grad-CAM case (:func:`xaicourse.testing.grad_cam_case`)
 and compare it with a reference built here from plain PyTorch; the known mistakes are rebuilt from the
@@ -13,7 +13,8 @@ from .. import testing
 from ..targets import select
 from .core import CheckFailed, Mistake, ModelState, compare, expect_as_found, expect_returned, grader
 
-__all__ = ["check_contrastive_grad_cam", "check_occlusion", "contrastive_grad_cam", "occlusion"]
+__all__ = ["check_contrastive_grad_cam", "check_grad_cam_pp", "check_occlusion", "contrastive_grad_cam", "grad_cam_pp",
+           "occlusion"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -62,6 +63,25 @@ def occlusion(model, x, target, window: int, stride: int, fill: float = 0.0) -> 
                 total[:, top:top + window, left:left + window] += drop[:, None, None]
                 count[top:top + window, left:left + window] += 1
     return (total / count.clamp(min=1)).float()
+
+
+def _pp_weights(acts, grads, *, factor: float = 2.0, total=True, relu=True) -> torch.Tensor:
+    g2 = grads**2
+    g3 = g2 * grads
+    a_sum = acts.sum(dim=(2, 3), keepdim=True) if total else acts
+    alpha = g2 / (factor * g2 + a_sum * g3 + 1e-6)
+    alpha = torch.where(grads != 0, alpha, torch.zeros_like(alpha))
+    return (alpha * (grads.clamp(min=0) if relu else grads)).sum(dim=(2, 3), keepdim=True)
+
+
+def grad_cam_pp(model, layer, x, target, **variant) -> torch.Tensor:
+    """Grad-CAM++ with the paper's closed form (exp of the logit, piecewise-linear network above the
+    layer): alpha_ij = g^2 / (2 g^2 + sum_ab A_ab g^3), w_k = sum_ij alpha_ij ReLU(g_ij), map
+    ReLU(sum_k w_k A^k) upsampled and min-max scaled, (B, H, W). Chapter 06 (task D)."""
+    targets = torch.as_tensor(target).view(-1)
+    acts, grads = _split_grads(model, layer, x, lambda out: select(out, targets.expand(len(out)) if len(targets) == 1
+                                                                   else targets))
+    return _finish((_pp_weights(acts, grads, **variant) * acts).sum(1), x.shape[-2:]).float()
 
 
 # --------------------------------------------------------------------------------------------
@@ -147,3 +167,35 @@ def check_occlusion(learner) -> str:
     if not torch.allclose(theirs.double() / 3, want, atol=1e-4, rtol=1e-3):
         raise CheckFailed("internal: the reference disagrees with Captum's Occlusion; please report this")
     return "matches the reference and Captum's Occlusion (window 6, stride 3), and the model is as found"
+
+
+# --------------------------------------------------------------------------------------------
+# Task D: Grad-CAM++
+# --------------------------------------------------------------------------------------------
+@grader
+def check_grad_cam_pp(learner) -> str:
+    """Grade ``grad_cam_pp(model, layer, x, target)`` -> (B, H, W), one target per sample. Chapter 06.
+
+    The reference equals :func:`xaicourse.cam.grad_cam_pp` (and pytorch-grad-cam's ``GradCAMPlusPlus``)."""
+    model, layer, x, targets = testing.grad_cam_case()
+    state = ModelState.of(model)
+    got = learner(model, layer, x.clone(), targets)
+    expect_returned(got)
+    expect_as_found(model, state)
+    acts, grads = _split_grads(model, layer, x, lambda out: select(out, torch.tensor(targets)))
+    size = x.shape[-2:]
+    compare(got, grad_cam_pp(model, layer, x, targets).double(), [
+        Mistake("this is plain Grad-CAM: Grad-CAM++ weighs each position's positive gradient by alpha_ij before "
+                "summing, w_k = sum_ij alpha_ij ReLU(g_ij)",
+                lambda: _finish((grads.mean(dim=(2, 3), keepdim=True) * acts).sum(1), size)),
+        Mistake("the weights use the gradients with their sign: w_k = sum_ij alpha_ij ReLU(g_ij), clip the gradients "
+                "at 0 (only positive evidence counts)", lambda: _finish((_pp_weights(acts, grads, relu=False) * acts).sum(1), size)),
+        Mistake("the denominator of alpha is 2 g^2 + (sum_ab A_ab) g^3: the factor 2 is missing",
+                lambda: _finish((_pp_weights(acts, grads, factor=1.0) * acts).sum(1), size)),
+        Mistake("the denominator uses A_ij at each position; the closed form has the sum of A^k over all positions, "
+                "sum_ab A_ab, the same for every position of a channel",
+                lambda: _finish((_pp_weights(acts, grads, total=False) * acts).sum(1), size)),
+    ], atol=1e-4, rtol=1e-3, otherwise="expected ReLU(sum_k w_k A^k) with w_k = sum_ij alpha_ij ReLU(g_ij) and "
+                                       "alpha_ij = g_ij^2 / (2 g_ij^2 + sum_ab A_ab g_ij^3) (0 where g_ij = 0), "
+                                       "upsampled bilinearly and min-max scaled per sample")
+    return "the closed-form alpha, the positive-gradient weights and the scaling match; the model is as found"
