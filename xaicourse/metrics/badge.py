@@ -30,8 +30,9 @@ class SanityBadge:
     """A method's measures on one batch (means over its samples), from :func:`report`. Chapter 07.
 
     ``randomisation_similarity``: mean |Spearman| of the original map with the randomised models'
-    maps; ``noise_floor``: mean Spearman between seeds on the intact model; ``randomisation_passed``:
-    :func:`~xaicourse.metrics.randomization_passed` on the two; ``completeness_error``: relative
+    maps; ``noise_floor``: mean Spearman between seeds on the intact model; ``randomisation_pass_rate``:
+    the share of samples that pass :func:`~xaicourse.metrics.randomization_passed` (the rule is
+    applied per sample); ``randomisation_passed``: at least half of them do; ``completeness_error``: relative
     (None when the attribution is not shaped like x); ``max_sensitivity``; ``deletion_auc`` and
     ``random_deletion_auc`` (a seeded random map on the same images: the control);
     ``pointing_game`` / ``mask_energy``: None without masks.
@@ -39,6 +40,7 @@ class SanityBadge:
 
     randomisation_similarity: float
     noise_floor: float
+    randomisation_pass_rate: float
     randomisation_passed: bool
     completeness_error: float | None
     max_sensitivity: float
@@ -54,7 +56,7 @@ class SanityBadge:
     def __str__(self) -> str:
         verdict = "passes" if self.randomisation_passed else "fails"
         parts = [f"randomisation {verdict} (similarity {self.randomisation_similarity:.2f} vs floor "
-                 f"{self.noise_floor:.2f})",
+                 f"{self.noise_floor:.2f}, {self.randomisation_pass_rate:.0%} of the samples pass)",
                  f"completeness error {self.completeness_error:.1%}" if self.completeness_error is not None else
                  "completeness: n/a", f"max-sensitivity {self.max_sensitivity:.2f}",
                  f"deletion AUC {self.deletion_auc:.3f} (random map {self.random_deletion_auc:.3f})"]
@@ -95,9 +97,10 @@ def report(model: nn.Module, method, x: torch.Tensor, target=None, masks=None, *
     if masks is not None:
         localisation = {"pointing_game": pointing_game(heat, masks).float().mean().item(),
                         "mask_energy": mask_energy(heat, masks).mean().item()}
+    pass_rate = randomization_passed(similarity, floor).float().mean().item()
     return SanityBadge(
         randomisation_similarity=similarity.mean().item(), noise_floor=floor.mean().item(),
-        randomisation_passed=bool(randomization_passed(similarity, floor).float().mean() >= 0.5),
+        randomisation_pass_rate=pass_rate, randomisation_passed=pass_rate >= 0.5,
         completeness_error=complete,
         max_sensitivity=max_sensitivity(model, method, x, targets, radius=radius, n_samples=n_samples).mean().item(),
         deletion_auc=deletion["method"], random_deletion_auc=deletion["random"], **localisation)
