@@ -156,7 +156,8 @@ def make_grad_cam_pp(mistake=None):
         acts, g = acts.detach(), g.detach()
         a_sum = acts if mistake == "per_position" else acts.sum(dim=(2, 3), keepdim=True)
         factor = 1.0 if mistake == "no_two" else 2.0
-        alpha = g**2 / (factor * g**2 + a_sum * g**3 + 1e-6)
+        third = (acts * g**3).sum(dim=(2, 3), keepdim=True) if mistake == "source" else a_sum * g**3
+        alpha = g**2 / (factor * g**2 + third + 1e-6)
         alpha = torch.where(g != 0, alpha, torch.zeros_like(alpha))
         positive = g if mistake == "signed" else g.clamp(min=0)
         weights = (alpha * positive).sum(dim=(2, 3), keepdim=True)
@@ -183,7 +184,8 @@ def test_grad_cam_pp_accepts_a_solution_with_hooks(capsys):
 
 
 @pytest.mark.parametrize("mistake, hint", [("plain", "plain Grad-CAM"), ("signed", "with their sign"),
-                                           ("no_two", "factor 2"), ("per_position", "sum of A")])
+                                           ("no_two", "factor 2"), ("per_position", "sum of A"),
+                                           ("source", "source chapter's code")])
 def test_grad_cam_pp_names_the_mistake(mistake, hint):
     with pytest.raises(CheckFailed, match=hint):
         check_grad_cam_pp(make_grad_cam_pp(mistake))

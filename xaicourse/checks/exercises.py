@@ -65,11 +65,12 @@ def occlusion(model, x, target, window: int, stride: int, fill: float = 0.0) -> 
     return (total / count.clamp(min=1)).float()
 
 
-def _pp_weights(acts, grads, *, factor: float = 2.0, total=True, relu=True) -> torch.Tensor:
+def _pp_weights(acts, grads, *, factor: float = 2.0, total=True, relu=True, pooled=False) -> torch.Tensor:
     g2 = grads**2
     g3 = g2 * grads
     a_sum = acts.sum(dim=(2, 3), keepdim=True) if total else acts
-    alpha = g2 / (factor * g2 + a_sum * g3 + 1e-6)
+    third = (acts * g3).sum(dim=(2, 3), keepdim=True) if pooled else a_sum * g3
+    alpha = g2 / (factor * g2 + third + 1e-6)
     alpha = torch.where(grads != 0, alpha, torch.zeros_like(alpha))
     return (alpha * (grads.clamp(min=0) if relu else grads)).sum(dim=(2, 3), keepdim=True)
 
@@ -195,6 +196,9 @@ def check_grad_cam_pp(learner) -> str:
         Mistake("the denominator uses A_ij at each position; the closed form has the sum of A^k over all positions, "
                 "sum_ab A_ab, the same for every position of a channel",
                 lambda: _finish((_pp_weights(acts, grads, total=False) * acts).sum(1), size)),
+        Mistake("the denominator sums A_ab g_ab^3 over the positions (the source chapter's code does this); the closed "
+                "form multiplies the channel's total activation sum_ab A_ab by g_ij^3 at each position",
+                lambda: _finish((_pp_weights(acts, grads, pooled=True) * acts).sum(1), size)),
     ], atol=1e-4, rtol=1e-3, otherwise="expected ReLU(sum_k w_k A^k) with w_k = sum_ij alpha_ij ReLU(g_ij) and "
                                        "alpha_ij = g_ij^2 / (2 g_ij^2 + sum_ab A_ab g_ij^3) (0 where g_ij = 0), "
                                        "upsampled bilinearly and min-max scaled per sample")
