@@ -271,6 +271,16 @@ OTHER_CASES = {
     "lrp.lrp_wsquare: activations of another shape": (lambda: xc.lrp.lrp_wsquare(LINEAR, torch.ones(1, 5), torch.ones(1, 3)), ValueError, 'layer'),
     "lrp.lrp_zplus: relevance of another shape": (lambda: xc.lrp.lrp_zplus(LINEAR, torch.ones(1, 4), torch.ones(1, 5)), ValueError, 'relevance'),
     "lrp.merge_batchnorm: BatchNorm of another width": (lambda: xc.lrp.merge_batchnorm(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(5)), ValueError, 'BatchNorm'),
+    "relevance.attention_relevance: a CNN": (lambda: xc.relevance.attention_relevance(NET, X), TypeError, "not a Transformer"),
+    "relevance.attention_relevance: unknown method": (lambda: xc.relevance.attention_relevance(NET, X, method="lrp"), ValueError, "unknown method"),
+    "relevance.gradient_rollout: shapes differ": (lambda: xc.relevance.gradient_rollout(torch.ones(2, 1, 3, 3), torch.ones(1, 1, 3, 3)), ValueError, "same shape"),
+    "relevance.class_token_rows: layer out of range": (lambda: xc.relevance.class_token_rows(torch.ones(2, 1, 3, 3), torch.ones(2, 1, 3, 3), "rollout", 5), ValueError, "layer must be"),
+    "relevance.record_attentions: a CNN": (lambda: xc.relevance.record_attentions(NET, X), TypeError, "not a Transformer"),
+    "relevance.prepare_inputs: text without a tokenizer": (lambda: xc.relevance.prepare_inputs(NET, "some text"), TypeError, "tokenizer"),
+    "relevance.patch_grid: not square": (lambda: xc.relevance.patch_grid(torch.ones(1, 7)), ValueError, "square grid"),
+    "relevance.patch_integrated_gradients: no patch embedding": (lambda: xc.relevance.patch_integrated_gradients(NET, X), ValueError, "no patch embedding"),
+    "widgets.relevance_explorer: wrong image size": (lambda: xc.widgets.relevance_explorer(ZOO.vit, torch.rand(3, 32, 32)), ValueError, "64, 64"),
+    "widgets.text_relevance_explorer: empty text": (lambda: xc.widgets.text_relevance_explorer(ZOO.bert, " "), ValueError, "empty"),
     "models.Normalization: a zero std": (lambda: xc.models.Normalization((0.5,), (0.0,)), ValueError, "std"),
     "viz.show_maps: no maps": (lambda: xc.viz.show_maps(PHOTO, {}), ValueError, "map"),
     "viz.topk_bar: no predictions": (lambda: xc.viz.topk_bar([]), ValueError, "prediction"),
@@ -291,7 +301,8 @@ NOT_CATALOGUED = {
     **{f"models.{name}": "an nn.Module architecture; its loaders are catalogued"
        for name in ("SelfAttention", "ViTBlock", "TinyViT", "ShapesCNN")},
     **{f"widgets.{name}": "built by its factory function, which is catalogued" for name in (
-        "AttentionExplorer", "ViTAttentionExplorer", "PhotoMapExplorer", "SmoothGradExplorer", "IGExplorer", "GradCAMExplorer")},
+        "AttentionExplorer", "ViTAttentionExplorer", "PhotoMapExplorer", "SmoothGradExplorer", "IGExplorer", "GradCAMExplorer",
+        "PerturbationExplorer", "LRPExplorer", "RelevanceExplorer", "TextRelevanceExplorer")},
     "widgets.BlitFigure": "an internal drawing helper of the explorers (takes a figure the package built)",
     "models.OfflineError": "the exception itself",
     "models.imagenet_labels": "takes no arguments",
@@ -304,7 +315,8 @@ NOT_CATALOGUED = {
 # Modules outside the catalogue: the graders are tested against wrong learner code in tests/test_checks*.py;
 # environment and notebooks are command-line tools tested in tests/test_project.py and tests/test_notebooks.py.
 CATALOGUED_MODULES = ("attention", "batching", "cam", "data", "deeplift", "diagnose", "hooks", "ig", "inputs", "interpret",
-                      "lime", "lrp", "maps", "metrics", "models", "saliency", "shapley", "targets", "train", "viz", "widgets")
+                      "lime", "lrp", "maps", "metrics", "models", "relevance", "saliency", "shapley", "targets", "train", "viz",
+                      "widgets")
 
 
 def public_api() -> set[str]:

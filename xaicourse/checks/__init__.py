@@ -23,6 +23,7 @@ module                 checks                                                   
                        check_max_sensitivity
 ``checks.beyond``      check_shapley_kernel_weight, check_rescale_multiplier,     08
                        check_lrp_epsilon
+``checks.relevance``   check_attention_relevance                                  09
 =====================  =========================================================  =======
 """
 from ..hooks import hooks_left
@@ -33,11 +34,12 @@ from .core import RESULTS_ENV, CheckFailed, Mistake, compare, expect, expect_no_
 from .ig import check_integrated_gradients
 from .interpret import check_misclassification_stats
 from .metrics import check_deletion_auc, check_max_sensitivity, check_shortcut_detector
+from .relevance import check_attention_relevance
 from .saliency import check_smoothgrad, check_vanilla_gradient
 from .softmax import check_softmax
 
 __all__ = [
-    "CheckFailed", "Mistake", "RESULTS_ENV", "check_attention_rollout", "check_deletion_auc", "check_grad_cam",
+    "CheckFailed", "Mistake", "RESULTS_ENV", "check_attention_relevance", "check_attention_rollout", "check_deletion_auc", "check_grad_cam",
     "check_integrated_gradients", "check_lrp_epsilon", "check_map_resolution", "check_max_sensitivity",
     "check_misclassification_stats",
     "check_rescale_multiplier", "check_shapley_kernel_weight", "check_shortcut_detector", "check_smoothgrad",

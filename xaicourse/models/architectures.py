@@ -139,7 +139,7 @@ def minilm_classifier(trained: dict | None = None) -> nn.Module:
     try:
         model = BertForSequenceClassification.from_pretrained(
             str(paths.minilm_dir()), num_labels=2, id2label={0: "negative", 1: "positive"},
-            label2id={"negative": 0, "positive": 1})
+            label2id={"negative": 0, "positive": 1}, attn_implementation="eager")  # attentions readable (ch. 09)
     finally:
         hf_logging.set_verbosity(verbosity)
     if trained is not None:

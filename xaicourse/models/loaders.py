@@ -152,7 +152,7 @@ def _sentiment(name: str) -> TextModel:
         model = minilm_classifier({k: v.float() for k, v in load_file(weights).items()})
     else:
         source = SENTIMENT.hub(name)
-        model = AutoModelForSequenceClassification.from_pretrained(source)
+        model = AutoModelForSequenceClassification.from_pretrained(source, attn_implementation="eager")
     labels = [model.config.id2label[i].lower() for i in range(model.config.num_labels)]
     return TextModel(model=model.eval(), tokenizer=AutoTokenizer.from_pretrained(source), name=name, labels=labels)
 
