@@ -305,7 +305,7 @@ def test_06_exercises(ch06):
     assert set(errors) == {"black", "white", "blur", "noise"}
     assert float(errors["noise"]) < 5 and all(float(errors[b]) > 5 for b in ("black", "white", "blur"))  # "except noise"
     assert number(ch06["c06-ex5-4"], r"by a factor of ([\d.]+)") == pytest.approx(1.34, abs=0.02)
-    for check in ("check_contrastive_grad_cam", "check_occlusion", "check_grad_cam_pp", "check_smoothgrad",
+    for check in ("check_contrastive_grad_cam", "check_occlusion", "check_grad_cam_pp", "check_text_ig", "check_smoothgrad",
                   "check_misclassification_stats"):
         assert f"[passed] {check}" in "".join(ch06.values())
     change = {int(n): float(c) for n, c in re.findall(r"n_samples=\s*(\d+): change from the 100-sample map ([\d.]+)", ch06["c06-ex2-1"])}

@@ -42,6 +42,12 @@ def finished_difference(model, layer, x, a, b):
     return cam.grad_cam(model, layer, x, a) - cam.grad_cam(model, layer, x, b)
 
 
+def clipped_difference(model, layer, x, a, b):
+    diff = finished_difference(model, layer, x, a, b).clamp(min=0)
+    low, high = diff.amin(dim=(1, 2), keepdim=True), diff.amax(dim=(1, 2), keepdim=True)
+    return (diff - low) / (high - low).clamp(min=1e-12)
+
+
 def test_contrastive_reference_is_grad_cam_of_the_logit_difference():
     model, layer, x, _ = testing.grad_cam_case()
 
@@ -71,7 +77,7 @@ def test_contrastive_accepts_a_solution_with_hooks(capsys):
     (make_contrastive("swapped"), "b rather than a"),
     (make_contrastive("only_a"), "plain Grad-CAM of class a"),
     (finished_difference, "without clipping"),
-    (lambda m, l, x, a, b: (finished_difference(m, l, x, a, b)).clamp(min=0) / (finished_difference(m, l, x, a, b)).clamp(min=0).amax(dim=(1, 2), keepdim=True), "finished"),
+    (lambda m, l, x, a, b: clipped_difference(m, l, x, a, b), "finished"),
 ])
 def test_contrastive_names_the_mistake(learner, hint):
     with pytest.raises(CheckFailed, match=hint):
@@ -189,3 +195,66 @@ def test_grad_cam_pp_accepts_a_solution_with_hooks(capsys):
 def test_grad_cam_pp_names_the_mistake(mistake, hint):
     with pytest.raises(CheckFailed, match=hint):
         check_grad_cam_pp(make_grad_cam_pp(mistake))
+
+
+# --------------------------------------------------------------------------------------------
+# Text IG over word embeddings
+# --------------------------------------------------------------------------------------------
+from xaicourse.checks.exercises import check_text_ig, text_case, text_ig  # noqa: E402
+
+
+def make_text_ig(mistake=None):
+    def learner(embedding, head, ids, baseline_ids, target, n_steps):
+        with torch.no_grad():
+            vectors, reference = embedding(ids), embedding(baseline_ids)
+        if mistake == "zero":
+            reference = torch.zeros_like(vectors)
+        forward = (lambda v: head(v).softmax(-1)) if mistake == "probability" else head
+        nodes, weights = xc_ig.quadrature("gausslegendre", n_steps)
+        total = torch.zeros_like(vectors)
+        for alpha, w in zip(nodes.tolist(), weights.tolist()):
+            point = (reference + alpha * (vectors - reference)).requires_grad_(True)
+            (grad,) = torch.autograd.grad(forward(point)[0, target], point)
+            total += w * grad
+        attr = (vectors - reference) * total
+        if mistake == "one_step":
+            point = vectors.clone().requires_grad_(True)
+            attr = (vectors - reference) * torch.autograd.grad(head(point)[0, target], point)[0]
+        attr = attr[0]
+        if mistake == "tokens":
+            return attr.sum(0)
+        return attr.abs().sum(-1) if mistake == "abs" else attr.sum(-1)
+
+    return learner
+
+
+from xaicourse import ig as xc_ig  # noqa: E402
+
+
+def test_text_ig_reference_is_complete_and_zero_on_special_tokens():
+    embedding, head, ids, baseline = text_case()
+    attr = text_ig(embedding, head, ids, baseline, 1, 32)
+    with torch.no_grad():
+        change = head(embedding(ids))[0, 1] - head(embedding(baseline))[0, 1]
+    assert float(attr.sum()) == pytest.approx(float(change), abs=1e-4)
+    assert attr[0] == 0 and attr[-1] == 0 and attr[1:-1].abs().min() > 1e-3
+
+
+@pytest.mark.parametrize("mistake", ["zero", "one_step", "abs", "probability"])
+def test_text_ig_mistakes_are_distinguishable(mistake):
+    embedding, head, ids, baseline = text_case()
+    wrong = make_text_ig(mistake)(embedding, head, ids, baseline, 1, 32)
+    assert (wrong - text_ig(embedding, head, ids, baseline, 1, 32)).abs().max() > 1e-2
+
+
+def test_text_ig_accepts_a_hand_written_solution(capsys):
+    assert check_text_ig(make_text_ig()) is True
+    assert "[passed] check_text_ig" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("mistake, hint", [("zero", "all-zero word vectors"), ("one_step", "at the sentence only"),
+                                           ("abs", "signs are gone"), ("probability", "softmax probability"),
+                                           ("tokens", "one attribution per token")])
+def test_text_ig_names_the_mistake(mistake, hint):
+    with pytest.raises(CheckFailed, match=hint):
+        check_text_ig(make_text_ig(mistake))

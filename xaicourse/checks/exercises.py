@@ -1,4 +1,4 @@
-"""Checks of chapter 06's new graded tasks: contrastive Grad-CAM, Occlusion and Grad-CAM++.
+"""Checks of chapter 06's new graded tasks: contrastive Grad-CAM, Occlusion, Grad-CAM++ and text IG.
 
 Both run the learner's function on the fixed Grad-CAM case (:func:`xaicourse.testing.grad_cam_case`)
 and compare it with a reference built here from plain PyTorch; the known mistakes are rebuilt from the
@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from .. import testing
+from .. import ig, testing
 from ..targets import select
 from .core import CheckFailed, Mistake, ModelState, compare, expect_as_found, expect_returned, grader
 
-__all__ = ["check_contrastive_grad_cam", "check_grad_cam_pp", "check_occlusion", "contrastive_grad_cam", "grad_cam_pp",
-           "occlusion"]
+__all__ = ["check_contrastive_grad_cam", "check_grad_cam_pp", "check_occlusion", "check_text_ig", "contrastive_grad_cam",
+           "grad_cam_pp", "occlusion", "text_case", "text_ig"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -143,7 +144,8 @@ def check_occlusion(learner) -> str:
                 for left in range(0, width - window + 1, stride):
                     covered = x.clone()
                     covered[..., top:top + window, left:left + window] = 0
-                    out[:, top:top + window, left:left + window] += (base - select(model(covered), torch.tensor(targets)))[:, None, None].double()
+                    drop = base - select(model(covered), torch.tensor(targets))
+                    out[:, top:top + window, left:left + window] += drop[:, None, None].double()
         return out
 
     def on_probabilities():
@@ -203,3 +205,78 @@ def check_grad_cam_pp(learner) -> str:
                                        "alpha_ij = g_ij^2 / (2 g_ij^2 + sum_ab A_ab g_ij^3) (0 where g_ij = 0), "
                                        "upsampled bilinearly and min-max scaled per sample")
     return "the closed-form alpha, the positive-gradient weights and the scaling match; the model is as found"
+
+
+# --------------------------------------------------------------------------------------------
+# Task E: Integrated Gradients for text, over the word embeddings
+# --------------------------------------------------------------------------------------------
+class _TinyTextHead(nn.Module):
+    """(1, T, D) word vectors -> (1, 2) logits: tanh, mean over the tokens, a linear layer."""
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        self.linear = linear
+
+    def forward(self, vectors):
+        return self.linear(torch.tanh(vectors).mean(dim=1))
+
+
+def text_case():
+    """A fixed 12-word embedding (D = 5), its two-class head, a sentence [CLS] w w w w [SEP] (ids 1 5 7 3 9 2,
+    T = 6, so tokens and embedding values cannot be confused) and its [PAD] baseline (ids 1 0 0 0 0 2).
+    Chapter 06 (task E)."""
+    g = torch.Generator().manual_seed(3)
+    embedding, linear = nn.Embedding(12, 5), nn.Linear(5, 2)
+    with torch.no_grad():
+        embedding.weight.copy_(torch.randn(12, 5, generator=g))
+        linear.weight.copy_(torch.randn(2, 5, generator=g))
+        linear.bias.zero_()
+    return embedding.eval(), _TinyTextHead(linear).eval(), torch.tensor([[1, 5, 7, 3, 9, 2]]), torch.tensor([[1, 0, 0, 0, 0, 2]])
+
+
+def text_ig(embedding, head, ids, baseline_ids, target, n_steps) -> torch.Tensor:
+    """Per-token IG (T,) of ``head``'s ``target`` logit over the word vectors, from embedding(baseline_ids)
+    to embedding(ids), Gauss-Legendre with ``n_steps``, summed over the embedding dimension. Chapter 06 (task E)."""
+    with torch.no_grad():
+        vectors, reference = embedding(ids), embedding(baseline_ids)
+    return ig.integrated_gradients(head, vectors, target, baseline=reference, n_steps=n_steps)[0].sum(-1)
+
+
+@grader
+def check_text_ig(learner) -> str:
+    """Grade ``text_ig(embedding, head, ids, baseline_ids, target, n_steps)`` -> (T,). Chapter 06."""
+    embedding, head, ids, baseline_ids = text_case()
+    target, n_steps = 1, 32
+    state = ModelState.of(head)
+    got = learner(embedding, head, ids.clone(), baseline_ids.clone(), target, n_steps)
+    expect_returned(got)
+    expect_as_found(head, state)
+    with torch.no_grad():
+        vectors, reference = embedding(ids), embedding(baseline_ids)
+        change = float(head(vectors)[0, target] - head(reference)[0, target])
+
+    def gradient_times_difference():
+        with torch.enable_grad():
+            v = vectors.clone().requires_grad_(True)
+            (grad,) = torch.autograd.grad(head(v)[0, target], v)
+        return (grad * (vectors - reference))[0].sum(-1)
+
+    want = text_ig(embedding, head, ids, baseline_ids, target, n_steps)
+    compare(got, want, [
+        Mistake("this is IG from all-zero word vectors (the source chapter's baseline): start the path at the "
+                "embeddings of baseline_ids", lambda: ig.integrated_gradients(head, vectors, target, n_steps=n_steps,
+                                                                             baseline=torch.zeros_like(vectors))[0].sum(-1)),
+        Mistake("this is gradient x (x - baseline) at the sentence only: integrate the gradient along the path from "
+                "the baseline's vectors to the sentence's", gradient_times_difference),
+        Mistake("the signs are gone: sum the attributions over the embedding dimension as they are, not their absolute "
+                "values", lambda: ig.integrated_gradients(head, vectors, target, baseline=reference,
+                                                          n_steps=n_steps)[0].abs().sum(-1)),
+        Mistake("these attributions explain the softmax probability: explain the logit (the head's raw output)",
+                lambda: ig.integrated_gradients(nn.Sequential(head, nn.Softmax(-1)).eval(), vectors, target, baseline=reference,
+                                                n_steps=n_steps)[0].sum(-1)),
+    ], atol=1e-4, rtol=1e-3, shape_hint="one attribution per token: sum over the embedding dimension, keep the tokens",
+       otherwise=lambda g: f"expected per-token IG summing to the logit change {change:.4f} (yours sum to "
+                           f"{float(g.sum()):.4f}): interpolate embedding(baseline_ids) -> embedding(ids), "
+                           "Gauss-Legendre, and sum over the embedding dimension")
+    return (f"per-token attributions match and add up to the logit change {change:.3f}; [CLS]/[SEP], equal in "
+            "sentence and baseline, get 0")
