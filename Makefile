@@ -25,13 +25,14 @@ $(ASSETS): $(INSTALLED) xaicourse/environment.py xaicourse/_torchvision_compat.p
 lab: setup
 	$(VENV)/bin/jupyter lab --port=$(PORT) $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/00_start_here.ipynb
 
-# Unit, oracle, notebook-sync and browser tests, then nbval over both notebook folders.
+# Unit, oracle, notebook-sync and browser tests; every chapter runs once from solutions/ (its numbers checked,
+# tests/test_chapter_numbers.py) and once from notebooks/ under nbval (the learners' copies, stubs included).
 test: setup
-	$(PY) -m pytest tests solutions notebooks --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+	$(PY) -m pytest tests notebooks --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 
 # Everything but the notebooks and the browser (a quick loop while developing).
 test-fast: setup
-	$(PY) -m pytest tests -m "not browser" -p no:cacheprovider
+	$(PY) -m pytest tests -m "not browser and not slow" -p no:cacheprovider
 
 # Every method on CUDA against the CPU (run it on a machine with a GPU; under 3 minutes).
 gpu-check: setup

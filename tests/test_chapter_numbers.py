@@ -1,14 +1,16 @@
-"""The numbers the chapters' prose relies on, read from the chapters' own output (issue 16's rule).
+"""Every chapter in solutions/ runs, and the numbers its prose relies on hold (issue 16's rule).
 
-Each chapter in solutions/ is executed once (nbclient, one module-scoped execution per notebook) and
-the printed lines its text quotes are parsed and checked with tolerances: if a model, a default or a
-method changes and a number moves, the prose that quotes it is stale and this test says which.
+This is where ``make test`` executes the solutions, once each (nbclient, no cell may raise; the
+learners' copies in notebooks/ run under nbval, and in JupyterLab in tests/browser). The printed lines
+a chapter's text quotes are parsed and checked with tolerances: if a model, a default or a method
+changes and a number moves, the prose that quotes it is stale and this test says which.
 
 Slow (a few minutes on a 2-core CPU): marked ``slow`` once pyproject.toml registers that marker, so
 ``make test-fast`` can deselect it with ``-m "not slow"``.
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
 from pathlib import Path
@@ -27,6 +29,7 @@ def _slow_is_registered() -> bool:
 pytestmark = [pytest.mark.slow] if _slow_is_registered() else []
 
 
+@functools.lru_cache(maxsize=None)
 def _execute(name: str) -> dict[str, str]:
     """Run solutions/<name> once; cell id -> everything the cell printed (streams and text/plain).
 
@@ -54,6 +57,16 @@ def _execute(name: str) -> dict[str, str]:
                 parts.append(o["data"]["text/plain"])
         out[cell.id] = "".join(parts)
     return out
+
+
+CHAPTERS = sorted(p.name for p in (ROOT / "solutions").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_chapter_runs_without_an_error(name):
+    """Each solutions chapter, executed once (shared with the number tests below through the cache)."""
+    outputs = _execute(name)
+    assert outputs, f"{name} has no code cells"
 
 
 def number(text: str, pattern: str, group: int = 1) -> float:

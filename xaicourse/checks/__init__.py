@@ -24,6 +24,8 @@ module                 checks                                                   
 ``checks.beyond``      check_shapley_kernel_weight, check_rescale_multiplier,     08
                        check_lrp_epsilon
 ``checks.relevance``   check_attention_relevance                                  09
+``checks.exercises``   check_contrastive_grad_cam, check_occlusion,               06
+                       check_grad_cam_pp, check_text_ig
 =====================  =========================================================  =======
 """
 from ..hooks import hooks_left
@@ -31,6 +33,7 @@ from .attention import check_attention_rollout
 from .beyond import check_lrp_epsilon, check_rescale_multiplier, check_shapley_kernel_weight
 from .cam import check_grad_cam, check_map_resolution
 from .core import RESULTS_ENV, CheckFailed, Mistake, compare, expect, expect_no_hooks, grader, record
+from .exercises import check_contrastive_grad_cam, check_grad_cam_pp, check_occlusion, check_text_ig
 from .ig import check_integrated_gradients
 from .interpret import check_misclassification_stats
 from .metrics import check_deletion_auc, check_max_sensitivity, check_shortcut_detector
@@ -39,7 +42,8 @@ from .saliency import check_smoothgrad, check_vanilla_gradient
 from .softmax import check_softmax
 
 __all__ = [
-    "CheckFailed", "Mistake", "RESULTS_ENV", "check_attention_relevance", "check_attention_rollout", "check_deletion_auc", "check_grad_cam",
+    "CheckFailed", "Mistake", "RESULTS_ENV", "check_attention_relevance", "check_attention_rollout",
+    "check_contrastive_grad_cam", "check_grad_cam_pp", "check_occlusion", "check_text_ig", "check_deletion_auc", "check_grad_cam",
     "check_integrated_gradients", "check_lrp_epsilon", "check_map_resolution", "check_max_sensitivity",
     "check_misclassification_stats",
     "check_rescale_multiplier", "check_shapley_kernel_weight", "check_shortcut_detector", "check_smoothgrad",

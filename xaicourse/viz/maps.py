@@ -54,7 +54,9 @@ def overlay(img, heat, alpha: float = 0.5, cmap: str = "jet") -> np.ndarray:
     """A photo (H, W, 3) with a map in [0, 1] blended on top: (H, W, 3) floats in [0, 1]. Chapter 02.
 
     ``heat`` is (h, w) or (1, h, w); a map of another size is resized to the photo (bilinear). Values
-    are clipped to [0, 1] (a CAM, or a map after :func:`clip_map`).
+    are clipped to [0, 1] (a CAM, or a map after :func:`clip_map`). The colour's weight grows with the
+    value (``alpha`` at 1, nothing at 0), so the photo shows through where the map is low instead of
+    being tinted by the colour map's lowest colour (dark blue for "jet").
     """
     img = to_numpy(img).astype(np.float32)
     if img.ndim != 3 or img.shape[-1] != 3:
@@ -67,8 +69,10 @@ def overlay(img, heat, alpha: float = 0.5, cmap: str = "jet") -> np.ndarray:
     heat = heat.reshape(-1, *heat.shape[-2:])[:1]
     if tuple(heat.shape[-2:]) != img.shape[:2]:
         heat = upsample(heat, img.shape[:2])
-    coloured = plt.get_cmap(cmap)(heat[0].clamp(0, 1).numpy())[..., :3]
-    return np.clip((1 - alpha) * img + alpha * coloured, 0, 1)
+    values = heat[0].clamp(0, 1).numpy()
+    coloured = plt.get_cmap(cmap)(values)[..., :3]
+    weight = alpha * values[..., None]
+    return np.clip((1 - weight) * img + weight * coloured, 0, 1)
 
 
 def map_panel(ax, heat, *, image=None, kind: str = "pixels", title: str | None = None, colorbar: bool = True):
@@ -79,9 +83,10 @@ def map_panel(ax, heat, *, image=None, kind: str = "pixels", title: str | None =
     """
     heat = to_numpy(heat)
     if kind == "cam":
-        if image is not None:
+        if image is not None:  # the map's weight grows with its value: no blue tint where it is low
             ax.imshow(image)
-        shown = ax.imshow(heat, cmap="jet", alpha=0.5 if image is not None else 1.0, vmin=0, vmax=1)
+        weight = 0.6 * np.clip(heat, 0, 1) if image is not None else None
+        shown = ax.imshow(heat, cmap="jet", alpha=weight, vmin=0, vmax=1)
         label = "CAM (scaled to [0, 1])"
     elif kind in ("pixels", "signed"):
         scaled = clip_map(torch.from_numpy(np.ascontiguousarray(heat, dtype=np.float32))).numpy()
