@@ -224,3 +224,20 @@ def test_float64_models_and_numpy_targets():
     torch.testing.assert_close(out, xc.saliency.vanilla_gradient(model, X.double(), [1, 3]))
     cams = xc.cam.grad_cam(model, None, X, np.int64(2))
     assert cams.shape == (2, SIZE, SIZE)
+
+
+def test_nan_and_inf_baselines_are_refused():
+    model = _dict_model().body.eval()
+    for bad in (float("nan"), torch.full_like(X, float("inf"))):
+        with pytest.raises(ValueError, match="NaN or inf|finite"):
+            xc.ig.integrated_gradients(model, X, [1, 3], baseline=bad, n_steps=4)
+
+
+def test_unknown_tokens_get_attributions_and_a_warning():
+    """Emoji become [UNK]; the [PAD] baseline replaces them like any word, so they are attributed."""
+    interpreter = xc.interpret.TextClassifierInterpreter(xc.models.sentiment_classifier(), n_steps=16)
+    result = interpreter.interpret("A fine film \N{GRINNING FACE}")
+    unk = [i for i, t in enumerate(result.tokens) if t == "[UNK]"]
+    assert unk and all(result.attributions[i] != 0 for i in unk)
+    with pytest.warns(UserWarning, match=r"unknown to the tokenizer \(\[UNK\]"):
+        interpreter.interpret("\N{GRINNING FACE} \N{HEAVY BLACK HEART} \N{THUMBS UP SIGN} ok")
