@@ -323,3 +323,70 @@ def test_06_exercises(ch06):
         assert f"[passed] {check}" in "".join(ch06.values())
     change = {int(n): float(c) for n, c in re.findall(r"n_samples=\s*(\d+): change from the 100-sample map ([\d.]+)", ch06["c06-ex2-1"])}
     assert change[10] > change[25] > change[50] > change[100] == 0
+# --------------------------------------------------------------------------------------------
+# Chapter 07: evaluating explanations
+# --------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def ch07():
+    return _execute("07_evaluating_explanations.ipynb")
+
+
+def test_07_sanity_verdicts_against_the_seed_floor(ch07):
+    """7.1: SmoothGrad²'s floor (8 vs 32 samples) and the pass/fail lists the prose reads."""
+    out = ch07["c07-09"]
+    assert number(out, r"([\d.]+) with 8 samples") == pytest.approx(0.38, abs=0.08)
+    assert number(out, r"([\d.]+) with 32 samples") == pytest.approx(0.67, abs=0.08)
+    assert re.search(r"pass: gradient, gradient x input, Grad-CAM, IG\n", out)
+    assert re.search(r"fail: SmoothGrad², Guided Backprop, random map, edges \(Sobel\)", out)
+
+
+def test_07_random_map_wins_deletion_on_the_cat(ch07):
+    """7.2: none of the six methods beats the random map on the cat; gradient and gradient x input lose on average."""
+    out = ch07["c07-12"]
+    assert "cat: random map 0.088; methods no better than it: gradient, gradient x input, SmoothGrad², Guided " \
+           "Backprop, Grad-CAM, IG (6 of 6)" in out.replace("deletion,    ", "")
+    assert re.search(r"mean: random map 0\.35\d; methods no better than it: gradient, gradient x input \(2 of 6\)", out)
+    assert number(out, r"random map ([\d.]+), edges") == pytest.approx(0.269, abs=0.03)
+
+
+def test_07_ig_completeness_fails_on_the_cat(ch07):
+    """7.5: the prose says the cat's 16-step IG misses completeness by about a third, the others are under 5 %."""
+    out = ch07["c07-22"]
+    assert percent(out, r"IG, 16 steps: cat ([\d.]+)%") == pytest.approx(0.339, abs=0.05)
+    assert percent(out, r"IG, 16 steps: cat [\d.]+%, coffee ([\d.]+)%") < 0.05
+    assert percent(out, r"IG, 48 steps: cat ([\d.]+)%") == pytest.approx(0.127, abs=0.04)
+
+
+def test_07_roar_imputed_fill_reproduces_hooker(ch07):
+    """7.8: with the imputation, SmoothGrad² and VarGrad fall below the random ranking at 10 %; the mean fill leaks."""
+    out = ch07["c07-31"]
+    random10 = number(out, r"impute, 10% removed: random ranking ([\d.]+)")
+    assert number(out, r"impute, 10%.*SmoothGrad² ([\d.]+)") < random10 - 0.1
+    assert number(out, r"impute, 10%.*VarGrad ([\d.]+)") < random10 - 0.1
+    assert number(out, r"mean, 50% removed: random ranking ([\d.]+)") < 0.4
+    assert re.search(r"SmoothGrad²\s+0\.3\d+\s+0\.5\d", out)              # the mean fill at 50 %: above 0.5
+
+
+def test_07_removing_the_object_leaks_through_its_shape(ch07):
+    """7.9: black fill keeps the class (0.97), blur 0.81, ROAD's imputation 0.52."""
+    out = ch07["c07-34"]
+    assert number(out, r"black \(0\): accuracy ([\d.]+)") > 0.9
+    assert number(out, r"blur: accuracy ([\d.]+)") == pytest.approx(0.81, abs=0.06)
+    assert number(out, r"ROAD imputation: accuracy ([\d.]+)") == pytest.approx(0.52, abs=0.08)
+    assert number(ch07["c07-35"], r"'deletion, blur' and 'ROAD \(MoRF\)': ([\d.]+)") > 0.9
+
+
+def test_07_input_invariance(ch07):
+    """7.11: the two models agree; gradient x input and zero-baseline IG change by more than their size."""
+    out = ch07["c07-41"]
+    assert number(out, r"two models: ([\d.e+-]+)") < 1e-4
+    assert re.search(r"gradient x input\s+1\.\d+e\+00\s+changes", out)
+    assert re.search(r"IG, zero baseline\s+1\.\d+e\+00\s+changes", out)
+    assert re.search(r"Grad-CAM\s+[\d.]+e-0\d\s+invariant", out)
+
+
+def test_07_metrics_disagree(ch07):
+    """7.12: sanity vs deletion rankings barely correlate; pointing game and mask energy do."""
+    out = ch07["c07-44"]
+    assert number(out, r"([+-][\d.]+)  sanity: similarity / floor / deletion AUC") < 0.3
+    assert number(out, r"([+-][\d.]+)  pointing game \(clean model\) / mask energy") > 0.9
