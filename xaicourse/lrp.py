@@ -267,7 +267,7 @@ def _composite(name: str, epsilon: float, gamma: float, low, high, model: nn.Mod
     kind = type(model).__name__
     canonizers = [ResNetCanonizer()] if kind == "ResNet" else [VGGCanonizer()] if kind == "VGG" else [SequentialMergeBatchNorm()]
     if name == "epsilon":
-        from zennit.rules import Epsilon, Pass
+        from zennit.rules import Epsilon
 
         from zennit.types import Convolution, Linear
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from .core import Mistake, compare, expect, expect_unchanged, grader
+from .core import Mistake, compare, expect_unchanged, grader
 
 __all__ = ["check_softmax"]
 

@@ -10,7 +10,7 @@ from matplotlib.patches import Rectangle
 from ..attention import layer_map
 from ..maps import minmax, upsample
 from ..viz import heatmap, overlay, to_numpy
-from .frame import BlitFigure
+from .frame import BlitFigure, patch_grid_figure
 
 __all__ = ["AttentionExplorer", "ViTAttentionExplorer", "attention_explorer", "vit_attention_explorer"]
 
@@ -93,17 +93,7 @@ class ViTAttentionExplorer(ipywidgets.VBox):
         self.head = ipywidgets.IntSlider(description="head", min=0, max=heads - 1)
         self.mode = ipywidgets.Dropdown(description="map", options=self.MODES, value="head")
         self.image = ipywidgets.Image(format="png")
-        fig = Figure(figsize=(7.5, 3.4), dpi=72)
-        self.ax_grid, ax_overlay = fig.subplots(1, 2)
-        self.map = self.ax_grid.imshow(np.zeros((grid, grid)), cmap="hot", vmin=0, vmax=1)
-        fig.colorbar(self.map, ax=self.ax_grid, fraction=0.046, pad=0.04, label="CLS attention / its max")
-        self.ax_grid.set_xlabel("patch column")
-        self.ax_grid.set_ylabel("patch row")
-        self.ax_grid.set_title(" ")
-        self.blend = ax_overlay.imshow(self.picture)
-        ax_overlay.set_title("over the image")
-        ax_overlay.axis("off")
-        fig.tight_layout()
+        fig, self.ax_grid, self.map, self.blend = patch_grid_figure(self.picture, grid, "CLS attention / its max")
         self.figure = BlitFigure(fig, [self.map, self.blend, self.ax_grid.title])
         for control in (self.layer, self.head, self.mode):
             control.observe(self.update, names="value")

@@ -17,7 +17,7 @@ from PIL import Image
 from ..targets import resolve_targets
 from ..viz import overlay
 
-__all__ = ["BlitFigure", "PhotoMapExplorer"]
+__all__ = ["BlitFigure", "PhotoMapExplorer", "patch_grid_figure"]
 
 
 class BlitFigure:
@@ -97,3 +97,23 @@ class PhotoMapExplorer(ipywidgets.VBox):
         self.status.value = (f"{status}{len(self.cache)} setting(s) computed; "
                              f"this one {'from the cache' if cached else 'just computed'}")
         self.image.value = self.figure.png()
+
+
+def patch_grid_figure(picture, grid: int, label: str, title: str = "over the image"):
+    """A map on the patch grid (left, with its colour bar) and the same map over the image (right).
+
+    Returns (figure, grid axes, grid image, overlay image); the ViT explorers of chapters 04 and 09
+    update the two images. Chapter 04.
+    """
+    fig = Figure(figsize=(7.5, 3.4), dpi=72)
+    ax_grid, ax_overlay = fig.subplots(1, 2)
+    heat = ax_grid.imshow(np.zeros((grid, grid)), cmap="hot", vmin=0, vmax=1)
+    fig.colorbar(heat, ax=ax_grid, fraction=0.046, pad=0.04, label=label)
+    ax_grid.set_xlabel("patch column")
+    ax_grid.set_ylabel("patch row")
+    ax_grid.set_title(" ")
+    blend = ax_overlay.imshow(picture)
+    ax_overlay.set_title(title)
+    ax_overlay.axis("off")
+    fig.tight_layout()
+    return fig, ax_grid, heat, blend

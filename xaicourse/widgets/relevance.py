@@ -15,7 +15,7 @@ from ..cam import prefix_tokens
 from ..maps import minmax, upsample
 from ..relevance import RELEVANCE_METHODS, class_token_rows, prepare_inputs, record_attentions
 from ..viz import overlay, to_numpy
-from .frame import BlitFigure
+from .frame import BlitFigure, patch_grid_figure
 
 __all__ = ["RelevanceExplorer", "TextRelevanceExplorer", "relevance_explorer", "text_relevance_explorer"]
 
@@ -61,17 +61,8 @@ class RelevanceExplorer(ipywidgets.VBox):
         self.cached, self.grid, self.n_prefix = _Cached(attentions, gradients), grid, n_prefix
         self.method, self.layer = _controls(attentions.shape[1])
         self.image = ipywidgets.Image(format="png")
-        fig = Figure(figsize=(7.5, 3.4), dpi=72)
-        self.ax_grid, ax_overlay = fig.subplots(1, 2)
-        self.map = self.ax_grid.imshow(np.zeros((grid, grid)), cmap="hot", vmin=0, vmax=1)
-        fig.colorbar(self.map, ax=self.ax_grid, fraction=0.046, pad=0.04, label="score / its max")
-        self.ax_grid.set_xlabel("patch column")
-        self.ax_grid.set_ylabel("patch row")
-        self.ax_grid.set_title(" ")
-        self.blend = ax_overlay.imshow(self.picture)
-        ax_overlay.set_title(title or "over the image")
-        ax_overlay.axis("off")
-        fig.tight_layout()
+        fig, self.ax_grid, self.map, self.blend = patch_grid_figure(self.picture, grid, "score / its max",
+                                                                    title or "over the image")
         self.figure = BlitFigure(fig, [self.map, self.blend, self.ax_grid.title])
         for control in (self.method, self.layer):
             control.observe(self.update, names="value")
