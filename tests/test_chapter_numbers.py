@@ -317,9 +317,21 @@ def test_06_exercises(ch06):
     errors = dict(re.findall(r"^\s*(\w+) \|.*\| ([\d.]+)%$", ch06["c06-ex3-1"], re.M))
     assert set(errors) == {"black", "white", "blur", "noise"}
     assert float(errors["noise"]) < 5 and all(float(errors[b]) > 5 for b in ("black", "white", "blur"))  # "except noise"
-    assert number(ch06["c06-ex5-4"], r"by a factor of ([\d.]+)") == pytest.approx(1.34, abs=0.02)
+    report = ch06["c06-ex5-1"]
+    assert number(report, r"by a factor of ([\d.]+)") == pytest.approx(1.34, abs=0.02)
+    assert number(report, r"Grad-CAM overlap \(IoU of the top 20% regions\): ([\d.]+)") == pytest.approx(0.4, abs=0.07)
+    assert all(float(e) < 5 for e in re.search(r"IG completeness errors ([\d.]+)% / ([\d.]+)%", report).groups())
+    removed = {row[0].strip(): (float(row[1]), float(row[2])) for row in
+               re.findall(r"^(.+?)\s+\|\s+([\d.]+) \|\s+([\d.]+) \|", ch06["c06-ex5-5"], re.M)}
+    gown_region, control = removed["top 20% of the 'academic gown' Grad-CAM"], removed[
+        "control: the 20% the 'academic gown' map ranks lowest"]
+    assert removed["nothing"] == pytest.approx((0.24, 0.18), abs=0.01)              # 6.5: "from 0.24 ... 18 %"
+    assert gown_region == pytest.approx((0.04, 0.12), abs=0.015)                    # "to 0.04", "0.18 to 0.12"
+    assert control[0] == pytest.approx(0.26, abs=0.015)                             # "leaves it at 0.26"
+    uniform_region = removed["top 20% of the 'military uniform' Grad-CAM"]
+    assert uniform_region[0] < 0.24 and uniform_region[1] < 0.18                    # "lowers both classes"
     for check in ("check_contrastive_grad_cam", "check_occlusion", "check_grad_cam_pp", "check_text_ig", "check_smoothgrad",
-                  "check_misclassification_stats"):
+                  "check_remove_evidence"):
         assert f"[passed] {check}" in "".join(ch06.values())
     change = {int(n): float(c) for n, c in re.findall(r"n_samples=\s*(\d+): change from the 100-sample map ([\d.]+)", ch06["c06-ex2-1"])}
     assert change[10] > change[25] > change[50] > change[100] == 0

@@ -7,7 +7,8 @@ import torch.nn.functional as F
 from xaicourse import cam, testing
 from xaicourse.checks import CheckFailed
 from xaicourse.checks.exercises import (check_contrastive_grad_cam, check_grad_cam_pp, check_occlusion,
-                                       contrastive_grad_cam, grad_cam_pp, occlusion)
+                                       check_remove_evidence, contrastive_grad_cam, grad_cam_pp, occlusion,
+                                       remove_evidence)
 
 
 # --------------------------------------------------------------------------------------------
@@ -258,3 +259,56 @@ def test_text_ig_accepts_a_hand_written_solution(capsys):
 def test_text_ig_names_the_mistake(mistake, hint):
     with pytest.raises(CheckFailed, match=hint):
         check_text_ig(make_text_ig(mistake))
+
+
+# --------------------------------------------------------------------------------------------
+# Exercise 6.5: remove the evidence
+# --------------------------------------------------------------------------------------------
+def make_remove_evidence(mistake=None):
+    def learner(model, layer, x, target, top=0.2):
+        with torch.no_grad():
+            predicted = int(model(x).argmax())
+        heat = cam.grad_cam(model, layer, x, predicted if mistake == "predicted" else target)
+        flat = heat.flatten(1)
+        threshold = flat.quantile(1 - (1 - top if mistake == "top80" else top), dim=1).view(-1, 1, 1)
+        region = (heat >= threshold) & (heat > 0)
+        image = x.clone()
+        if mistake == "kept":
+            image = image * region[:, None]
+        elif mistake == "channel":
+            image[:, 0][region] = 0
+        elif mistake != "untouched":
+            image[region[:, None].expand_as(image)] = 0
+        with torch.no_grad():
+            out = model(image)
+        return out if mistake == "logits" else out.softmax(-1)
+
+    return learner
+
+
+def test_remove_evidence_reference_changes_the_probabilities():
+    model, layer, x, _ = testing.misclassification_case()
+    with torch.no_grad():
+        before = model(x).softmax(-1)
+    after = remove_evidence(model, layer, x, 2, 0.2)
+    torch.testing.assert_close(after.sum(-1), torch.ones(1))
+    assert (after - before).abs().max() > 1e-3   # the region matters, so the mistakes below are distinguishable
+
+
+def test_remove_evidence_accepts_a_solution(capsys):
+    assert check_remove_evidence(make_remove_evidence()) is True
+    assert "[passed] check_remove_evidence" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("mistake, hint", [
+    ("untouched", "untouched input"), ("kept", "kept the region"), ("predicted", "region of the predicted class"),
+    ("top80", "top 80%"), ("channel", "only the first channel"), ("logits", "these are logits"),
+])
+def test_remove_evidence_names_the_mistake(mistake, hint):
+    with pytest.raises(CheckFailed, match=hint):
+        check_remove_evidence(make_remove_evidence(mistake))
+
+
+def test_remove_evidence_unrelated_answer():
+    with pytest.raises(CheckFailed, match="top 20% of target's Grad-CAM"):
+        check_remove_evidence(lambda model, layer, x, t, top: torch.full((1, 6), 1 / 6))

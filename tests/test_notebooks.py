@@ -31,6 +31,17 @@ SOLVED = '''def f(x):
 '''
 
 
+def test_markdown_stub_points_to_a_folded_answer_below(tmp_path):
+    write(tmp_path / "solutions", "03_demo.ipynb", [
+        new_markdown_cell("Explain.\n### BEGIN SOLUTION\nThe answer is 42.\n### END SOLUTION"),
+        new_markdown_cell("<details><summary>Model answer</summary>\n\n42\n</details>"),
+    ])
+    assert nbs.build(tmp_path / "solutions", tmp_path / "notebooks") == []
+    stub, folded = nbformat.read(tmp_path / "notebooks" / "03_demo.ipynb", as_version=4).cells
+    assert "42" not in stub.source and "model answer folded in the next cell" in stub.source
+    assert "solutions/" not in stub.source and "42" in folded.source
+
+
 def test_build_replaces_solutions_with_stubs(tmp_path):
     write(tmp_path / "solutions", "01_demo.ipynb", [
         new_markdown_cell("Explain.\n### BEGIN SOLUTION\nThe answer is 42.\n### END SOLUTION"),
@@ -39,7 +50,7 @@ def test_build_replaces_solutions_with_stubs(tmp_path):
     assert nbs.build(tmp_path / "solutions", tmp_path / "notebooks") == []
     out = nbformat.read(tmp_path / "notebooks" / "01_demo.ipynb", as_version=4)
     md, code, plain = out.cells
-    assert "42" not in md.source and nbs.STUB_MARKDOWN in md.source
+    assert "42" not in md.source and "model answer in solutions/01_demo.ipynb" in md.source
     assert code.source == "def f(x):\n    # square it\n    " + nbs.STUB_CODE
     assert code.metadata["tags"] == [nbs.STUB_TAG] and "tags" not in plain.metadata
     assert [c.id for c in out.cells] == ["cell-0", "cell-1", "cell-2"]

@@ -9,7 +9,8 @@ solutions/NN_*.ipynb is the single source. In a code cell, the learner's part si
 block of comment lines just before it becomes part of the stub. In the learner's copy the solution
 becomes ``raise NotImplementedError(...)`` at the same indentation, the markers disappear, and the
 cell gets the ``raises-exception`` tag so nbval runs the learner's version too. In a markdown cell a
-solution block (a model answer) becomes an invitation to write one's own. Markers are parsed
+solution block (a model answer) becomes an invitation to write one's own that says where the model
+answer is: folded in the next cell when that cell is a ``<details>`` block, else in solutions/NN_*.ipynb. Markers are parsed
 strictly: nested or unterminated blocks are errors naming the notebook and cell. Chapter 00.
 """
 from __future__ import annotations
@@ -31,7 +32,8 @@ HINT_BEGIN, HINT_END = "### BEGIN HINT", "### END HINT"
 MARKERS = (BEGIN, END, HINT_BEGIN, HINT_END)
 STUB_TAG = "raises-exception"
 STUB_CODE = 'raise NotImplementedError("Your turn: replace this line with your solution")'
-STUB_MARKDOWN = "*Write your answer here, then compare with the model answer in solutions/.*"
+STUB_MARKDOWN = "*Write your answer here, then compare it with the model answer {where}.*"
+_FOLDED = "<details"  # a markdown cell that folds the model answer away
 
 
 class MarkerError(ValueError):
@@ -53,8 +55,12 @@ def source_folders() -> tuple[Path, Path]:
     return root / "solutions", root / "notebooks"
 
 
-def strip_solutions(source: str, cell_type: str, where: str) -> tuple[str, bool]:
-    """The learner's version of one cell's source, and whether it contained a solution block. Chapter 00."""
+def strip_solutions(source: str, cell_type: str, where: str,
+                    answer_at: str = "in the solutions/ folder") -> tuple[str, bool]:
+    """The learner's version of one cell's source, and whether it contained a solution block. Chapter 00.
+
+    ``answer_at`` completes the markdown stub's sentence: where the learner finds the model answer.
+    """
     out, state, found = [], None, False
     for number, line in enumerate(source.splitlines(), 1):
         marker = line.strip()
@@ -69,7 +75,7 @@ def strip_solutions(source: str, cell_type: str, where: str) -> tuple[str, bool]
         if marker == BEGIN:
             state, found = "solution", True
             indent = line[: len(line) - len(line.lstrip())]
-            out.append(indent + (STUB_CODE if cell_type == "code" else STUB_MARKDOWN))
+            out.append(indent + (STUB_CODE if cell_type == "code" else STUB_MARKDOWN.format(where=answer_at)))
         elif marker == HINT_BEGIN:
             state = "hint"
         else:
@@ -84,7 +90,11 @@ def student_version(nb: nbformat.NotebookNode, name: str) -> nbformat.NotebookNo
     nb = copy.deepcopy(nb)
     for index, cell in enumerate(nb.cells):
         where = f"{name} cell {index} (id {cell.get('id', '?')})"
-        cell.source, has_solution = strip_solutions(cell.source, cell.cell_type, where)
+        following = nb.cells[index + 1] if index + 1 < len(nb.cells) else None
+        folded = (following is not None and following.cell_type == "markdown"
+                  and following.source.lstrip().startswith(_FOLDED))
+        answer_at = "folded in the next cell (open it after writing yours)" if folded else f"in solutions/{name}"
+        cell.source, has_solution = strip_solutions(cell.source, cell.cell_type, where, answer_at)
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
             tags = cell.metadata.setdefault("tags", [])

@@ -18,14 +18,14 @@ module                 checks                                                   
 ``checks.cam``         check_grad_cam, check_map_resolution                       02, 06
 ``checks.ig``          check_integrated_gradients                                 03
 ``checks.attention``   check_attention_rollout                                    04
-``checks.interpret``   check_misclassification_stats                              05, 06
+``checks.interpret``   check_misclassification_stats                              05
 ``checks.metrics``     check_shortcut_detector, check_deletion_auc,               06, 07
                        check_max_sensitivity
 ``checks.beyond``      check_shapley_kernel_weight, check_rescale_multiplier,     08
                        check_lrp_epsilon
 ``checks.relevance``   check_attention_relevance                                  09
-``checks.exercises``   check_contrastive_grad_cam, check_occlusion,               06
-                       check_grad_cam_pp, check_text_ig
+``checks.exercises``   check_remove_evidence, check_contrastive_grad_cam,         06
+                       check_occlusion, check_grad_cam_pp, check_text_ig
 =====================  =========================================================  =======
 """
 from ..hooks import hooks_left
@@ -33,7 +33,8 @@ from .attention import check_attention_rollout
 from .beyond import check_lrp_epsilon, check_rescale_multiplier, check_shapley_kernel_weight
 from .cam import check_grad_cam, check_map_resolution
 from .core import RESULTS_ENV, CheckFailed, Mistake, compare, expect, expect_no_hooks, grader, record
-from .exercises import check_contrastive_grad_cam, check_grad_cam_pp, check_occlusion, check_text_ig
+from .exercises import (check_contrastive_grad_cam, check_grad_cam_pp, check_occlusion, check_remove_evidence,
+                        check_text_ig)
 from .ig import check_integrated_gradients
 from .interpret import check_misclassification_stats
 from .metrics import check_deletion_auc, check_max_sensitivity, check_shortcut_detector
@@ -46,7 +47,7 @@ __all__ = [
     "check_contrastive_grad_cam", "check_grad_cam_pp", "check_occlusion", "check_text_ig", "check_deletion_auc", "check_grad_cam",
     "check_integrated_gradients", "check_lrp_epsilon", "check_map_resolution", "check_max_sensitivity",
     "check_misclassification_stats",
-    "check_rescale_multiplier", "check_shapley_kernel_weight", "check_shortcut_detector", "check_smoothgrad",
+    "check_remove_evidence", "check_rescale_multiplier", "check_shapley_kernel_weight", "check_shortcut_detector", "check_smoothgrad",
     "check_softmax", "check_vanilla_gradient", "compare", "expect", "expect_no_hooks", "grader",
     "hooks_left", "record",
 ]

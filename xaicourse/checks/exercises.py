@@ -1,6 +1,7 @@
-"""Checks of chapter 06's new graded tasks: contrastive Grad-CAM, Occlusion, Grad-CAM++ and text IG.
+"""Checks of chapter 06's new graded tasks: removing the evidence (6.5), contrastive Grad-CAM, Occlusion,
+Grad-CAM++ and text IG.
 
-Both run the learner's function on the fixed Grad-CAM case (:func:`xaicourse.testing.grad_cam_case`)
+Each runs the learner's function on the fixed Grad-CAM case (:func:`xaicourse.testing.grad_cam_case`)
 and compare it with a reference built here from plain PyTorch; the known mistakes are rebuilt from the
 same numbers. Chapter 06.
 """
@@ -10,12 +11,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import ig, testing
+from .. import cam, ig, maps, testing
 from ..targets import select
 from .core import CheckFailed, Mistake, ModelState, compare, expect_as_found, expect_returned, grader
 
-__all__ = ["check_contrastive_grad_cam", "check_grad_cam_pp", "check_occlusion", "check_text_ig", "contrastive_grad_cam",
-           "grad_cam_pp", "occlusion", "text_case", "text_ig"]
+__all__ = ["check_contrastive_grad_cam", "check_grad_cam_pp", "check_occlusion", "check_remove_evidence", "check_text_ig",
+           "contrastive_grad_cam", "grad_cam_pp", "occlusion", "remove_evidence", "text_case", "text_ig"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -66,6 +67,15 @@ def occlusion(model, x, target, window: int, stride: int, fill: float = 0.0) -> 
     return (total / count.clamp(min=1)).float()
 
 
+def remove_evidence(model, layer, x, target, top: float = 0.2) -> torch.Tensor:
+    """Softmax probabilities (B, K) of ``model`` on ``x`` with the top ``top`` fraction of the pixels of
+    ``target``'s Grad-CAM (:func:`xaicourse.maps.top_region`) set to 0 in every channel: for a normalised
+    image, its dataset's mean colour. Chapter 06 (exercise 6.5)."""
+    region = maps.top_region(cam.grad_cam(model, layer, x, target), top)
+    with torch.no_grad():
+        return model(x.masked_fill(region[:, None], 0.0)).softmax(-1)
+
+
 def _pp_weights(acts, grads, *, factor: float = 2.0, total=True, relu=True, pooled=False) -> torch.Tensor:
     g2 = grads**2
     g3 = g2 * grads
@@ -84,6 +94,53 @@ def grad_cam_pp(model, layer, x, target, **variant) -> torch.Tensor:
     acts, grads = _split_grads(model, layer, x, lambda out: select(out, targets.expand(len(out)) if len(targets) == 1
                                                                    else targets))
     return _finish((_pp_weights(acts, grads, **variant) * acts).sum(1), x.shape[-2:]).float()
+
+
+# --------------------------------------------------------------------------------------------
+# Exercise 6.5: does the evidence cause the decision? Remove it and measure
+# --------------------------------------------------------------------------------------------
+@grader
+def check_remove_evidence(learner) -> str:
+    """Grade ``remove_evidence(model, layer, x, target, top=0.2)`` -> (B, K) probabilities. Chapter 06.
+
+    Graded for the class ranked second (so the predicted class's region is a different answer)."""
+    model, layer, x, _ = testing.misclassification_case()
+    with torch.no_grad():
+        logits = model(x)
+    second = int(logits[0].argsort(descending=True)[1])
+    state = ModelState.of(model)
+    got = learner(model, layer, x.clone(), second, 0.2)
+    expect_returned(got)
+    expect_as_found(model, state)
+    region = maps.top_region(cam.grad_cam(model, layer, x, second), 0.2)[:, None]
+
+    def run(image, probabilities=True):
+        with torch.no_grad():
+            out = model(image)
+        return out.softmax(-1) if probabilities else out
+
+    def first_channel():
+        image = x.clone()
+        image[:, :1][region] = 0.0
+        return run(image)
+
+    compare(got, remove_evidence(model, layer, x, second, 0.2), [
+        Mistake("these are the probabilities of the untouched input: run the model again on the image with the "
+                "region set to 0", logits.softmax(-1)),
+        Mistake("you kept the region and removed everything else: set the top-20% pixels to 0 and keep the rest",
+                lambda: run(x.masked_fill(~region, 0.0))),
+        Mistake("you removed the region of the predicted class: use the Grad-CAM of `target`",
+                lambda: remove_evidence(model, layer, x, int(logits[0].argmax()), 0.2)),
+        Mistake("you removed the top 80%: the region is the top `top` fraction (xc.maps.top_region(cam, top))",
+                lambda: remove_evidence(model, layer, x, second, 0.8)),
+        Mistake("only the first channel was set to 0: a pixel is removed in every channel (mask shaped (B, 1, H, W))",
+                first_channel),
+        Mistake("these are logits: return the softmax probabilities", lambda: run(x.masked_fill(region, 0.0), False)),
+    ], atol=1e-5, rtol=1e-4, otherwise="expected softmax(model(x')) where x' is x with the pixels of the top 20% of "
+                                       "target's Grad-CAM (xc.cam.grad_cam, then xc.maps.top_region) set to 0 in "
+                                       "every channel")
+    return ("the probabilities after removing the target's top-20% Grad-CAM region match (all channels, the "
+            "target's own map, not the predicted class's); the model is as found")
 
 
 # --------------------------------------------------------------------------------------------

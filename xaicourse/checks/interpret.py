@@ -1,4 +1,4 @@
-"""Check of chapter 05's exercise (and chapter 06, exercise 5): the numbers behind a misclassification report.
+"""Check of chapter 05's exercise: the numbers behind a misclassification report.
 
 Graded on :func:`xaicourse.testing.misclassification_case` against
 :func:`xaicourse.interpret.misclassification_stats`, for a class ranked third and for the predicted

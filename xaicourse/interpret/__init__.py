@@ -10,11 +10,11 @@ Built on the course's methods (source section 4.5 and exercise 5):
   true class, the true class's rank and probability, both classes' maps, and findings computed from
   those numbers (:class:`MisclassificationStats`).
 """
-from .image import IMAGE_METHODS, METHOD_TITLES, ImageClassifierInterpreter, ImageExplanation
+from .image import IG_TOLERANCE, IMAGE_METHODS, METHOD_TITLES, ImageClassifierInterpreter, ImageExplanation
 from .misclassification import (MisclassificationAnalyzer, MisclassificationReport, MisclassificationStats,
                                 findings, map_overlap, misclassification_stats, top_region)
 from .text import TEXT_BASELINES, TextClassifierInterpreter, TextExplanation
 
-__all__ = ["IMAGE_METHODS", "METHOD_TITLES", "TEXT_BASELINES", "ImageClassifierInterpreter", "ImageExplanation",
+__all__ = ["IG_TOLERANCE", "IMAGE_METHODS", "METHOD_TITLES", "TEXT_BASELINES", "ImageClassifierInterpreter", "ImageExplanation",
            "MisclassificationAnalyzer", "MisclassificationReport", "MisclassificationStats", "TextClassifierInterpreter",
            "TextExplanation", "findings", "map_overlap", "misclassification_stats", "top_region"]

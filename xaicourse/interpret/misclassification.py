@@ -1,6 +1,7 @@
 """Why did the model not say the true class? The numbers, the maps and findings drawn from them. Chapter 05 (exercise 5)."""
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
 
 import matplotlib.pyplot as plt
@@ -13,7 +14,7 @@ from ..inputs import check_number, model_input
 from ..maps import top_overlap, top_region
 from ..models import ImageModel
 from ..viz import map_panel
-from .image import METHOD_TITLES, ImageClassifierInterpreter
+from .image import IG_TOLERANCE, METHOD_TITLES, ImageClassifierInterpreter
 
 __all__ = ["MisclassificationAnalyzer", "MisclassificationReport", "MisclassificationStats", "findings",
            "map_overlap", "misclassification_stats", "top_region"]
@@ -23,7 +24,8 @@ __all__ = ["MisclassificationAnalyzer", "MisclassificationReport", "Misclassific
 class MisclassificationStats:
     """The numbers behind a misclassification report. ``cam_overlap`` / ``ig_overlap``: IoU of the
     top-``top`` regions of the predicted and the true class's maps (``ig_overlap`` None when IG was
-    not computed). Reads like the exercise's dict too: ``stats["true_rank"]``, ``dict(stats)``."""
+    not computed); ``ig_errors``: IG's relative completeness errors (predicted, true), the number that
+    says whether the IG maps may be read (under :data:`IG_TOLERANCE`). Reads like the exercise's dict too: ``stats["true_rank"]``, ``dict(stats)``."""
 
     predicted: int
     predicted_probability: float
@@ -33,6 +35,7 @@ class MisclassificationStats:
     cam_overlap: float
     top: float = 0.2
     ig_overlap: float | None = None
+    ig_errors: tuple[float, float] | None = None
 
     def __getitem__(self, key: str):
         return asdict(self)[key]
@@ -122,8 +125,9 @@ class MisclassificationReport:
                  f"predicted:   {self.predicted_label} ({s.predicted_probability:.1%})", "top-5:"]
         lines += [f"  {'*' if label == self.true_label else ' '} {i + 1}. {label}: {p:.2%}"
                   for i, (label, p) in enumerate(self.top5)]
+        errors = "" if s.ig_errors is None else f" (IG completeness errors {s.ig_errors[0]:.1%} / {s.ig_errors[1]:.1%})"
         lines += [f"Grad-CAM overlap (IoU of the {share} regions): {s.cam_overlap:.2f}",
-                  f"IG overlap (IoU of the {share} regions): {s.ig_overlap:.2f}", "diagnosis:"]
+                  f"IG overlap (IoU of the {share} regions): {s.ig_overlap:.2f}{errors}", "diagnosis:"]
         return "\n".join(lines + [f"  - {finding}" for finding in self.diagnosis])
 
 
@@ -146,8 +150,14 @@ class MisclassificationAnalyzer:
         true = im.class_index(true_label)
         x = im.preprocess(img)
         stats, cams = _stats_and_cams(im.model, im.target_layer, x, true, self.top)
-        igs, _ = self.interpreter.maps("ig", x, [stats.predicted, true])
-        stats = MisclassificationStats(**{**asdict(stats), "ig_overlap": map_overlap(igs[0], igs[1], self.top)})
+        igs, errors = self.interpreter.maps("ig", x, [stats.predicted, true])
+        errors = (float(errors[0]), float(errors[1]))
+        if max(errors) >= IG_TOLERANCE:
+            warnings.warn(f"Integrated Gradients has not converged: its attributions miss completeness by "
+                          f"{max(errors):.1%} (over {IG_TOLERANCE:.0%}); raise ig_steps (now "
+                          f"{self.interpreter.ig_steps}) before reading the IG maps or their overlap", stacklevel=2)
+        stats = MisclassificationStats(**{**asdict(stats), "ig_overlap": map_overlap(igs[0], igs[1], self.top),
+                                          "ig_errors": errors})
         maps = {"gradcam": {"predicted": cams[0], "true": cams[1]}, "ig": {"predicted": igs[0], "true": igs[1]}}
         return MisclassificationReport(
             image=im.view(img), top5=im.predict(x, 5), stats=stats, predicted_label=im.labels[stats.predicted],
