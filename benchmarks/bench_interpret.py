@@ -1,7 +1,8 @@
 """One full report per modality (chapter 05), each timed in a fresh process.
 
-* image: top-5 + Grad-CAM + Integrated Gradients (50 steps) + SmoothGrad (50 samples) on
-  EfficientNet-Lite0 at 224 px; target <= 5 s on CPU. The three maps are also timed alone.
+* image: top-5 + Grad-CAM + Integrated Gradients (200 steps, the interpreter's default since the 5 %
+  completeness rule of chapter 03) + SmoothGrad² (50 samples) on EfficientNet-Lite0 at 224 px; the
+  5 s target was set when IG ran 50 steps. The three maps are also timed alone.
 * text: one sentence through TextClassifierInterpreter (LIG, 50 steps) on the offline sentiment
   classifier; target <= 2 s on CPU.
 * long text: a 2,000-word review (truncated to the model's 512 tokens, with a warning): the IG path
@@ -69,7 +70,7 @@ def long_text_report():
 
 
 def run() -> str:
-    cases = {"image report": "image_report", "  Grad-CAM only": "image_gradcam", "  IG 50 only": "image_ig",
+    cases = {"image report": "image_report", "  Grad-CAM only": "image_gradcam", "  IG only (200 steps, the default)": "image_ig",
              "  SmoothGrad 50 only": "image_smoothgrad", "text report": "text_report",
              "long text report": "long_text_report"}
     lines = ["| report | median time (s) | target (s) | peak RSS (MB) | target RSS (MB) | within target |",

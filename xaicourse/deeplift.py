@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .batching import batched
-from .inputs import explainer, model_input, run_model
+from .inputs import explainer, has_values, model_input, run_model
 from .targets import resolve_targets, select
 
 __all__ = ["ELEMENTWISE", "EPS", "deeplift", "deeplift_shap", "rescale_multiplier", "summation_delta"]
@@ -58,17 +58,23 @@ def rescale_multiplier(f, x: torch.Tensor, x0: torch.Tensor, eps: float = EPS) -
     """
     if not callable(f):
         raise TypeError(f"f must be the elementwise function (e.g. torch.relu or nn.ReLU()), got {type(f).__name__}")
-    x, x0 = torch.as_tensor(x), torch.as_tensor(x0)
-    with torch.enable_grad():
-        leaf = x.detach().clone().requires_grad_(True)
-        y = f(leaf.clone())  # the clone lets in-place functions (ReLU(inplace=True)) run on a leaf
-        (slope,) = torch.autograd.grad(y.sum(), leaf, allow_unused=True)
+    x, x0 = torch.as_tensor(x).detach(), torch.as_tensor(x0).detach()
     with torch.no_grad():
-        y, y0 = f(x.detach().clone()), f(x0.detach().clone())
-    slope = torch.zeros_like(x) if slope is None else slope
-    dx = x.detach() - x0.detach()
+        y, y0 = f(x.clone()), f(x0.clone())  # clones: in-place functions (ReLU(inplace=True)) must not touch x
+    return _secant(f, x, x0, y, y0, eps)
+
+
+def _secant(f, x, x0, y, y0, eps: float = EPS) -> torch.Tensor:
+    """(y - y0) / (x - x0), and the derivative f'(x) where |x - x0| < eps (computed only when there are such entries)."""
+    dx = x - x0
     small = dx.abs() < eps
-    return torch.where(small, slope, (y - y0) / torch.where(small, torch.ones_like(dx), dx))
+    multiplier = (y - y0) / torch.where(small, torch.ones_like(dx), dx)
+    if has_values(small) and not small.any():
+        return multiplier
+    with torch.enable_grad():
+        leaf = x.clone().requires_grad_(True)
+        (slope,) = torch.autograd.grad(f(leaf.clone()).sum(), leaf, allow_unused=True)
+    return torch.where(small, torch.zeros_like(x) if slope is None else slope, multiplier)
 
 
 class _Rescale(torch.autograd.Function):
@@ -115,7 +121,7 @@ def _rescale_output(module, inp, out):
     if isinstance(module, nn.MaxPool2d):
         return _maxpool_output(module, inp, out, half)
     x, x0 = inp[:half].detach(), inp[half:].detach()
-    m = rescale_multiplier(module.forward, x, x0)
+    m = _secant(module.forward, x, x0, out[:half].detach(), out[half:].detach())  # the forward already gave f(x), f(x0)
     # the references' half gets no gradient: only the inputs' scores are differentiated
     return _Rescale.apply(inp, out.detach(), torch.cat([m, torch.zeros_like(m)]))
 
@@ -161,16 +167,26 @@ def _hooked(model: nn.Module):
     return handles
 
 
-def _pair_attributions(model, xs, refs, targets, batch_size=None, desc="DeepLIFT"):
-    """(x - x0) * multipliers for each pair (xs[i], refs[i]), in chunks: a tensor shaped like ``xs``."""
+def _pair_attributions(model, xs, refs, target, batch_size=None, desc="DeepLIFT"):
+    """(x - x0) * multipliers for each pair (xs[i], refs[i]), in chunks: a tensor shaped like ``xs``.
+
+    ``target`` as the caller gave it: it is resolved from the pairs' own forward pass (the hooks
+    leave the forward values unchanged), so no extra pass of the model is needed for it."""
     out = torch.empty_like(xs)
     handles = _hooked(model)
+    resolved = {}
 
     def run(items):
         x = xs[items].detach().requires_grad_(True)
         with torch.enable_grad():
-            scores = select(run_model(model, torch.cat([x, refs[items]])), torch.cat([targets[items]] * 2))
-            (grad,) = torch.autograd.grad(scores[:len(x)].sum(), x)
+            logits = run_model(model, torch.cat([x, refs[items]]))
+            if target is None:
+                t = logits[:len(x)].detach().argmax(dim=1)
+            else:  # checked once against the number of classes, for the whole batch
+                if "all" not in resolved:
+                    resolved["all"] = resolve_targets(target, logits.new_zeros(len(xs), logits.shape[1]))
+                t = resolved["all"][items]
+            (grad,) = torch.autograd.grad(select(logits[:len(x)], t).sum(), x)
         return (xs[items] - refs[items]) * grad
 
     try:
@@ -228,10 +244,7 @@ def deeplift(model: nn.Module, x: torch.Tensor, target=None, *, baseline=None, b
     for the nonlinearities Captum supports. Chapter 08.
     """
     x = model_input(model, x, image=False)
-    refs = _as_baseline(baseline, x)
-    with torch.no_grad():
-        targets = resolve_targets(target, run_model(model, x))
-    return _pair_attributions(model, x, refs, targets, batch_size)
+    return _pair_attributions(model, x, _as_baseline(baseline, x), target, batch_size)
 
 
 @explainer
