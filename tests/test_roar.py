@@ -52,3 +52,19 @@ def test_precomputed_maps_give_the_same_result():
     import pytest
     with pytest.raises(ValueError, match="N_train"):
         xc.metrics.roar(model, {"gradient": maps[:10]}, **settings)
+
+
+def test_two_trainings_at_a_time_give_the_weights_of_one_after_the_other():
+    data = _training.default_split("test")
+    images, labels = data.images[:96], data.labels[:96]
+    make = lambda: _training.shapes_model(3)  # noqa: E731
+    jobs = [(images, labels, seed) for seed in (0, 1, 2)]
+    threads = torch.get_num_threads()
+    together = _training.fit_many(make, jobs, epochs=2)
+    assert torch.get_num_threads() == threads
+    for (x, y, seed), model in zip(jobs, together):
+        alone = _training.fit(make, x, y, seed=seed, epochs=2)
+        for name, value in alone.state_dict().items():
+            assert torch.equal(value, model.state_dict()[name]), (seed, name)
+    first = list(together[0].parameters())[0]
+    assert not torch.equal(first, list(together[1].parameters())[0])  # the seeds differ, so the models do
