@@ -383,6 +383,19 @@ def test_07_ig_completeness_fails_on_the_cat(ch07):
     assert percent(out, r"IG, 48 steps: cat ([\d.]+)%") == pytest.approx(0.127, abs=0.04)
 
 
+def test_07_marker_at_grad_cams_resolution_agrees_with_02(ch07):
+    """7.4: on the 4-pixel marker the shortcut model's Grad-CAM hits "in only part of the images" with "a few
+    percent" of its mass; on the grown marker "in most images" with several times the area share; clean: almost none."""
+    out = ch07["c07-20a"]
+    area = number(out, r"grown by one grid cell: ([\d.]+)%") / 100
+    line = re.search(r"shortcut model, Grad-CAM on the marker: pointing game ([\d.]+) and mask energy ([\d.]+) "
+                     r"\(the table's\), on the grown marker ([\d.]+) and ([\d.]+)", out).groups()
+    pointing, energy, grown_pointing, grown_energy = map(float, line)
+    assert 0.2 < pointing < 0.6 and energy < 0.1
+    assert grown_pointing > 0.7 and grown_energy > 3 * area
+    assert number(out, r"clean model, Grad-CAM on the marker: .*on the grown marker [\d.]+ and ([\d.]+)") < area
+
+
 def test_07_roar_imputed_fill_reproduces_hooker(ch07):
     """7.8: with the imputation, SmoothGrad² and VarGrad fall below the random ranking at 10 %; the mean fill leaks."""
     out = ch07["c07-31"]
