@@ -2,7 +2,8 @@
 import torch
 from torch import nn
 
-from xaicourse.batching import batched, chunks, measure_bytes
+from xaicourse import batching
+from xaicourse.batching import batched, cache_bytes, chunks, measure_bytes
 
 
 def test_chunks_are_equal_and_cover_the_range():
@@ -42,3 +43,21 @@ def test_batched_sizes_chunks_from_the_budget_and_keeps_the_order():
     torch.testing.assert_close(torch.cat([r for _, r in results]), model(x))  # float rounding differs by batch
     fixed = [items for items, _ in batched(10, lambda items: None, model=model, batch_size=4)]
     assert [(s.start, s.stop) for s in fixed] == [(0, 4), (4, 8), (8, 10)]
+
+
+def test_no_grad_chunks_on_cpu_keep_their_largest_activation_in_half_the_cache(monkeypatch):
+    # largest activation 4000 B (the ReLU's): half of a 20,000 B cache holds two of them, whatever the budget
+    model, x = net(), torch.randn(9, 100)
+    monkeypatch.setattr(batching, "cache_bytes", lambda: 20000)
+    seen = [(items.start, items.stop) for items, _ in batched(9, lambda items: model(x[items]), model=model,
+                                                                budget=2**30, grad=False)]
+    assert seen == [(0, 1), (1, 3), (3, 5), (5, 7), (7, 9)]
+    # with gradients the budget alone decides (the saved activations do not fit any cache)
+    grads = [(items.start, items.stop) for items, _ in batched(9, lambda items: model(x[items]).sum(), model=model,
+                                                               budget=2**30, grad=True)]
+    assert grads == [(0, 1), (1, 9)]
+
+
+def test_cache_size_is_read_or_defaults_to_32_mib():
+    size = cache_bytes()
+    assert isinstance(size, int) and 2**20 <= size <= 2**31

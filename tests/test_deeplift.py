@@ -90,6 +90,49 @@ def test_matches_captum_without_maxpool(x):
     assert torch.allclose(ours, theirs, atol=1e-12)
 
 
+@pytest.mark.parametrize("act", [nn.ReLU, nn.ReLU6], ids=["relu", "relu6"])
+def test_derivative_where_input_equals_baseline_matches_captum(x, act, monkeypatch):
+    # where x = x0 at a nonlinearity the secant is undefined and the derivative is used (autograd's own
+    # backward of the module); the baseline equals x on the left half, so every layer has such entries
+    import captum.attr._core.deep_lift as captum_deeplift
+
+    monkeypatch.setitem(captum_deeplift.SUPPORTED_NON_LINEAR, nn.ReLU6, captum_deeplift.nonlinear)
+    model = cnn(act=act)
+    baseline = torch.full_like(x, 0.2)
+    baseline[..., :5] = x[..., :5]
+    with torch.no_grad():
+        pre = model[0](torch.cat([x, baseline]))
+    assert (pre[:3] == pre[3:]).sum() > 50
+    ours = dl.deeplift(model, x, [0, 2, 1], baseline=baseline)
+    theirs = captum(DeepLift, model, x, baselines=baseline, target=[0, 2, 1])
+    assert torch.allclose(ours, theirs, atol=1e-12)
+    assert dl.summation_delta(model, x, ours, [0, 2, 1], baseline=baseline).abs().max() < 1e-12
+    assert ours[..., :5].abs().max() < 1e-12 < ours[..., 5:].abs().max()  # no difference there, nothing to explain
+
+
+def test_derivative_used_where_a_unit_does_not_move():
+    # tanh's input is x1 + x2 = 0 for x = (1, -1) and for x0 = 0: no difference there, so the rescale rule
+    # takes tanh'(0) = 1, and the inputs get (1, -1) * 1 * 2 (cancelling, as F(x) - F(x0) = 0); Captum agrees
+    lin = nn.Linear(2, 1, bias=False)
+    lin.weight.data = torch.tensor([[1.0, 1.0]])
+    out = nn.Linear(1, 2, bias=False)
+    out.weight.data = torch.tensor([[2.0], [0.0]])
+    model = nn.Sequential(lin, nn.Tanh(), out).eval()
+    x = torch.tensor([[1.0, -1.0]])
+    attr = dl.deeplift(model, x, 0)
+    assert torch.allclose(attr, torch.tensor([[2.0, -2.0]]))
+    assert torch.allclose(attr, captum(DeepLift, model, x, target=0))
+
+
+def test_inplace_activations_run_out_of_place_and_are_restored(x):
+    model = cnn(act=lambda: nn.ReLU(inplace=True))
+    dl.deeplift(model, x, 1)
+    assert model[1].inplace is True
+    with pytest.raises(ValueError, match="cannot run"):
+        dl.deeplift(model, torch.randn(2, 5, 8, 8, dtype=torch.float64), 0)
+    assert model[1].inplace is True
+
+
 def test_maxpool_against_captum(x):
     # zero baseline: the same as Captum. A non-zero baseline: Captum's max-pool rule (as of captum 0.9) misses
     # F(x) - F(x0) by about 1e-3 here, ours keeps summation to delta (a documented difference)

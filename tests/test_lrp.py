@@ -36,12 +36,16 @@ def x():
 
 
 def zennit_lrp(model, x, targets, composite):
-    with torch.no_grad():
-        out = model(x)
-    grad = torch.zeros_like(out)
-    grad[torch.arange(len(x)), targets] = out[torch.arange(len(x)), targets]
+    """zennit's idiom for "the target logit as the output relevance": a function of the model's output."""
+    rows = torch.arange(len(x))
+
+    def target_logit(out):
+        grad = torch.zeros_like(out)
+        grad[rows, targets] = out[rows, targets]
+        return grad
+
     with Gradient(model, composite) as attributor:
-        _, relevance = attributor(x, grad)
+        _, relevance = attributor(x, target_logit)
     return relevance
 
 

@@ -3,13 +3,18 @@
 Every method that runs the model on many inputs made from one sample (SmoothGrad's noisy copies,
 IG's path points, Score-CAM's masked images, deletion steps, KernelSHAP / LIME perturbations) goes
 through :func:`batched`. With ``batch_size=None`` the first item runs alone while the bytes it needs
-are measured, and the chunk size is the memory ``budget`` divided by that measurement:
+are measured, and the chunk size is the memory ``budget`` divided by that measurement (a single item
+just runs):
 
 * ``grad=True``: the bytes autograd saves for the backward pass (``saved_tensors_hooks``, parameters
   excluded). This is what SmoothGrad and IG keep alive per input.
 * ``grad=False``: :data:`NO_GRAD_FACTOR` times the largest activation of one forward pass. Without a
   graph, activations are freed as the pass goes on; the factor was measured as peak RSS on
-  EfficientNet-Lite0 at 224 px (about 60x the input image, 8x its largest activation).
+  EfficientNet-Lite0 at 224 px (about 60x the input image, 8x its largest activation). On a CPU
+  the chunk is also kept small enough that its largest activation fills at most half of the
+  last-level cache (:func:`cache_bytes`), so that a layer's input and output stay in the cache:
+  on EfficientNet-Lite0 at 224 px (largest activation 4.8 MB, 32 MiB L3) chunks of 3 ran
+  KernelSHAP's 128 passes in 2.4 s and Score-CAM in 17 s, chunks of 10 in 4.5 s and 22 s.
 
 Chunks are equal in size (``chunks(10, 4)`` gives 4, 3, 3) and results come back in order, so a
 method that sums them in that order gives the same answer whatever the chunk size. Long runs show a
@@ -17,18 +22,42 @@ progress bar (tqdm) once the first chunk predicts more than :data:`PROGRESS_AFTE
 """
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import torch
 from torch import nn
 
-__all__ = ["DEFAULT_BUDGET_BYTES", "NO_GRAD_FACTOR", "PROGRESS_AFTER_S", "batched", "chunks", "measure_bytes"]
+__all__ = ["DEFAULT_BUDGET_BYTES", "NO_GRAD_FACTOR", "PROGRESS_AFTER_S", "batched", "cache_bytes", "chunks",
+           "measure_bytes"]
 
 DEFAULT_BUDGET_BYTES = 384 * 2**20
 NO_GRAD_FACTOR = 8
 PROGRESS_AFTER_S = 2.0
+
+
+@functools.lru_cache(maxsize=1)
+def cache_bytes() -> int:
+    """The size of the CPU's last-level cache in bytes (Linux sysfs; 32 MiB where it cannot be read). Chapter 01."""
+    best_level, size = 0, 32 * 2**20
+    for entry in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
+        try:
+            level = int((entry / "level").read_text())
+            text = (entry / "size").read_text().strip().upper()
+        except (OSError, ValueError):
+            continue
+        units = {"K": 2**10, "M": 2**20, "G": 2**30}
+        if level > best_level and text[:-1].isdigit() and text[-1] in units:
+            best_level, size = level, int(text[:-1]) * units[text[-1]]
+    return size
+
+
+def _on_cpu(model: nn.Module) -> bool:
+    parameter = next(model.parameters(), None)
+    return parameter is None or parameter.device.type == "cpu"
 
 
 def chunks(total: int, limit: int) -> list[tuple[int, int]]:
@@ -89,13 +118,18 @@ def batched(n_items: int, run: Callable[[slice], object], *, model: nn.Module, b
             raise ValueError(f"batch_size must be an int >= 1 or None (sized from the memory budget), got {batch_size!r}")
         ranges = chunks(n_items, batch_size)
         first = None
+    elif n_items == 1:  # nothing to size: measuring would only add the hooks' cost
+        ranges, first = [(0, 1)], None
     else:
         if n_items <= 0:
             return
         started = time.perf_counter()
         first, nbytes = measure_bytes(model, lambda: run(slice(0, 1)), grad=grad)
         elapsed = time.perf_counter() - started
-        ranges = [(1 + a, 1 + b) for a, b in chunks(n_items - 1, max(1, budget // max(nbytes, 1)))]
+        limit = max(1, budget // max(nbytes, 1))
+        if not grad and _on_cpu(model):  # keep a chunk's activations in the CPU's cache (module docstring)
+            limit = min(limit, max(1, cache_bytes() // 2 // max(nbytes // NO_GRAD_FACTOR, 1)))
+        ranges = [(1 + a, 1 + b) for a, b in chunks(n_items - 1, limit)]
         if progress is None:
             progress = elapsed * n_items > PROGRESS_AFTER_S
     bar = _bar(n_items, desc, progress, started=first is not None)

@@ -66,9 +66,7 @@ def rescale_multiplier(f, x: torch.Tensor, x0: torch.Tensor, eps: float = EPS) -
 
 def _secant(f, x, x0, y, y0, eps: float = EPS) -> torch.Tensor:
     """(y - y0) / (x - x0), and the derivative f'(x) where |x - x0| < eps (computed only when there are such entries)."""
-    dx = x - x0
-    small = dx.abs() < eps
-    multiplier = (y - y0) / torch.where(small, torch.ones_like(dx), dx)
+    multiplier, small = _secant_where_defined(x, x0, y, y0, eps)
     if has_values(small) and not small.any():
         return multiplier
     with torch.enable_grad():
@@ -77,18 +75,37 @@ def _secant(f, x, x0, y, y0, eps: float = EPS) -> torch.Tensor:
     return torch.where(small, torch.zeros_like(x) if slope is None else slope, multiplier)
 
 
+def _secant_where_defined(x, x0, y, y0, eps: float = EPS) -> tuple[torch.Tensor, torch.Tensor]:
+    """The secant (y - y0) / (x - x0), zero where |x - x0| < eps, and that mask of undefined entries."""
+    dx = x - x0
+    small = dx.abs() < eps
+    return ((y - y0) / dx).masked_fill_(small, 0.0), small
+
+
 class _Rescale(torch.autograd.Function):
-    """Forward: the nonlinearity's output, unchanged. Backward: grad * multiplier (the rescale rule)."""
+    """Forward: the nonlinearity's output, unchanged. Backward: the rescale rule, grad * secant.
+
+    Where x - x0 is (numerically) zero the secant is undefined and the derivative f'(x) is used,
+    as Captum does: there the gradient goes back to the module's own output, whose backward is
+    f'(x) (autograd computes it; nothing is evaluated twice). Inputs and references share the
+    secant (it is symmetric); the references' gradient is never read, since only the inputs are
+    differentiated.
+    """
 
     @staticmethod
-    def forward(ctx, inp, out, multiplier):
-        ctx.save_for_backward(multiplier)
-        return out.clone()
+    def forward(ctx, inp, out, secant, small):
+        ctx.save_for_backward(secant, small)
+        ctx.any_small = bool(small.any())
+        return out.detach().clone()  # a new tensor: later in-place ops on it must not touch the module's output
 
     @staticmethod
     def backward(ctx, grad):
-        (multiplier,) = ctx.saved_tensors
-        return grad * multiplier, None, None
+        secant, small = ctx.saved_tensors
+        pairs = grad.reshape(2, *secant.shape)  # (inputs, references), both by the same secant
+        grad_inp = (pairs * secant).reshape(grad.shape)
+        if not ctx.any_small:
+            return grad_inp, None, None, None
+        return grad_inp, (pairs * small).reshape(grad.shape), None, None
 
 
 class _MaxPoolRescale(torch.autograd.Function):
@@ -120,10 +137,9 @@ def _rescale_output(module, inp, out):
     half = len(inp) // 2
     if isinstance(module, nn.MaxPool2d):
         return _maxpool_output(module, inp, out, half)
-    x, x0 = inp[:half].detach(), inp[half:].detach()
-    m = _secant(module.forward, x, x0, out[:half].detach(), out[half:].detach())  # the forward already gave f(x), f(x0)
-    # the references' half gets no gradient: only the inputs' scores are differentiated
-    return _Rescale.apply(inp, out.detach(), torch.cat([m, torch.zeros_like(m)]))
+    with torch.no_grad():  # the forward already gave f(x) and f(x0)
+        secant, small = _secant_where_defined(inp[:half], inp[half:], out[:half], out[half:])
+    return _Rescale.apply(inp, out, secant, small)
 
 
 def _maxpool_output(module, inp, out, half):
@@ -144,14 +160,14 @@ def _nonlinear_modules(model: nn.Module) -> list[nn.Module]:
 
 
 def _hooked(model: nn.Module):
-    """Register the rescale hooks on every nonlinear module; returns the handles (remove them in finally)."""
+    """Register the rescale hooks on every nonlinear module; returns a function that removes them (call it in finally).
+
+    In-place modules (``nn.ReLU(inplace=True)``) are run out of place for the call, since the rule
+    needs their input after the forward; the flag is restored by the returned function."""
     stash: dict[int, list[torch.Tensor]] = {}
 
     def before(module, args):
         stash.setdefault(id(module), []).append(args[0])
-        if getattr(module, "inplace", False):  # keep the input: an in-place module would overwrite it
-            return (args[0].clone(), *args[1:])
-        return None
 
     def after(module, _args, output):
         inp = stash[id(module)].pop()
@@ -160,11 +176,21 @@ def _hooked(model: nn.Module):
                              "so inputs and references cannot be paired; DeepLIFT needs batch-wise layers")
         return _rescale_output(module, inp, output)
 
-    handles = []
+    handles, inplace = [], []
     for module in _nonlinear_modules(model):
         handles.append(module.register_forward_pre_hook(before))
         handles.append(module.register_forward_hook(after))
-    return handles
+        if getattr(module, "inplace", False) is True:
+            module.inplace = False
+            inplace.append(module)
+
+    def remove():
+        for handle in handles:
+            handle.remove()
+        for module in inplace:
+            module.inplace = True
+
+    return remove
 
 
 def _pair_attributions(model, xs, refs, target, batch_size=None, desc="DeepLIFT"):
@@ -173,7 +199,7 @@ def _pair_attributions(model, xs, refs, target, batch_size=None, desc="DeepLIFT"
     ``target`` as the caller gave it: it is resolved from the pairs' own forward pass (the hooks
     leave the forward values unchanged), so no extra pass of the model is needed for it."""
     out = torch.empty_like(xs)
-    handles = _hooked(model)
+    unhook = _hooked(model)
     resolved = {}
 
     def run(items):
@@ -193,8 +219,7 @@ def _pair_attributions(model, xs, refs, target, batch_size=None, desc="DeepLIFT"
         for items, attr in batched(len(xs), run, model=model, batch_size=batch_size, grad=True, desc=desc):
             out[items] = attr
     finally:
-        for handle in handles:
-            handle.remove()
+        unhook()
     return out
 
 

@@ -266,9 +266,10 @@ def kernel_shap(model: nn.Module, x: torch.Tensor, target=None, *, feature_mask,
     index, counts = feature_index(feature_mask, x)
     for m in counts:
         _check_samples(n_samples, m)
-    with torch.no_grad():
-        targets = resolve_targets(target, run_model(model, x))
-        ends = select(run_model(model, torch.cat([x, refs])), torch.cat([targets, targets])).double()
+    with torch.no_grad():  # one pass gives the targets, F(x) and F(baseline)
+        both = run_model(model, torch.cat([x, refs]))
+        targets = resolve_targets(target, both[:len(x)])
+        ends = select(both, torch.cat([targets, targets])).double()
     out = torch.empty_like(x)
     for i, m in enumerate(counts):
         masks, weights = sample_coalitions(m, n_samples, seed=seed)
