@@ -429,3 +429,31 @@ def test_07_metrics_disagree(ch07):
     out = ch07["c07-44"]
     assert number(out, r"([+-][\d.]+)  sanity: similarity / floor / deletion AUC") < 0.3
     assert number(out, r"([+-][\d.]+)  pointing game \(clean model\) / mask energy") > 0.9
+
+
+# ---------------------------------------------------------------------------------------------- chapter 08
+@pytest.fixture(scope="module")
+def ch08():
+    return _execute("08_beyond_gradients.ipynb")
+
+
+def test_08_resnet_canonizer_restores_conservation(ch08):
+    """8.5: with the residual + left alone the relevance sums to several logits; with ResNetCanonizer to less
+    than one; the canonised composites localise alike and differ in their negative share."""
+    out = ch08["c08-41b"]
+    assert number(out, r"shapes ResNet: (\d+)% of the 64") >= 90
+
+    def row(canonizer, composite):
+        line = next((s for s in out.splitlines() if s.startswith(canonizer) and composite in s), "")
+        assert line, f"no printed row for {canonizer} / {composite}:\n{out}"
+        return {key: number(line, pattern) for key, pattern in (
+            ("median", r"median ([-\d.]+)"), ("max", r"to ([-\d.]+)\)"), ("pointing", r"pointing game ([\d.]+)"),
+            ("energy", r"mask energy ([\d.]+)"), ("negative", r"negative share (\d+)%"))}
+
+    for composite in ("epsilon_plus_flat", "epsilon_gamma_box"):
+        assert row("SequentialMergeBatchNorm", composite)["median"] > 3
+        assert row("ResNetCanonizer", composite)["max"] < 1
+    flat, box = row("ResNetCanonizer", "epsilon_plus_flat"), row("ResNetCanonizer", "epsilon_gamma_box")
+    assert abs(flat["pointing"] - box["pointing"]) <= 0.05 and abs(flat["energy"] - box["energy"]) <= 0.08
+    assert box["negative"] >= 3 * max(flat["negative"], 1)
+    assert number(out, r"vs zennit: ([\d.e+-]+) \(relative\)") < 1e-5

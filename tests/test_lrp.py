@@ -208,3 +208,19 @@ def test_layer_relevances_bad_input(x):
         L.layer_relevances(nn.Sequential(nn.Conv2d(3, 2, 3), nn.Softmax(1), nn.Flatten(), nn.Linear(72, 2)).double(), x)
     with pytest.raises(ValueError, match="unknown composite"):
         L.layer_relevances(cnn(), x, composite="epsilon_gamma_box")
+
+
+def test_models_built_of_resnet_blocks_get_zennits_resnet_canonizer():
+    # any model with torchvision BasicBlocks (not only a torchvision ResNet) gets the residual + made explicit
+    from zennit.torchvision import ResNetCanonizer
+
+    from xaicourse.models import ShapesResNet
+
+    torch.manual_seed(0)
+    model = ShapesResNet().double().eval()
+    images = torch.rand(2, 3, 32, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    ours = L.lrp(model, images, [0, 2])
+    theirs = zennit_lrp(model, images, [0, 2], EpsilonPlusFlat(canonizers=[ResNetCanonizer()]))
+    assert torch.allclose(ours, theirs, rtol=1e-8, atol=1e-12)
+    plain = zennit_lrp(model, images, [0, 2], EpsilonPlusFlat(canonizers=[SequentialMergeBatchNorm()]))
+    assert not torch.allclose(ours, plain, rtol=1e-3)

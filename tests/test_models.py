@@ -192,7 +192,7 @@ def test_registry_lists_every_loader_with_its_offline_default():
     families = xc.models.registry.FAMILIES
     assert {name: family.default for name, family in families.items()} == {
         "imagenet_cnn": "efficientnet_lite0", "bert": "all-MiniLM-L6-v2", "vit": "tiny_vit",
-        "sentiment_classifier": "minilm-movie-reviews", "shapes_cnn": "shortcut"}
+        "sentiment_classifier": "minilm-movie-reviews", "shapes_cnn": "shortcut", "shapes_resnet": "clean"}
     for name, family in families.items():
         assert set(family.builders) == set(family.offline) | set(family.online), name
         assert callable(getattr(xc.models, name)) and family.default_call.startswith(name)
@@ -208,3 +208,14 @@ def test_missing_weights_say_how_to_train_them(monkeypatch, tmp_path):
         xc.models.loaders._shapes_cnn("clean")
     with pytest.raises(ValueError, match="ships 'sentiment_minilm.safetensors'"):
         xc.paths.weights("resnet.pt")
+
+
+def test_shapes_resnet_is_built_of_torchvision_blocks_and_scores_what_it_recorded():
+    from torchvision.models.resnet import BasicBlock
+
+    resnet = xc.models.shapes_resnet()
+    saved = torch.load(xc.paths.trained("shapes_resnet.pt"), map_location="cpu", weights_only=True)
+    assert sum(isinstance(m, BasicBlock) for m in resnet.modules()) == 4 and not resnet.training
+    assert xc.train.shapes_accuracy(resnet, marker=0.0) == pytest.approx(saved["test_accuracy"], abs=1e-6)
+    assert saved["test_accuracy"] > 0.95
+    assert xc.models.shapes_resnet() is resnet  # cached

@@ -264,8 +264,12 @@ def _composite(name: str, epsilon: float, gamma: float, low, high, model: nn.Mod
     from zennit.canonizers import SequentialMergeBatchNorm
     from zennit.torchvision import ResNetCanonizer, VGGCanonizer
 
-    kind = type(model).__name__
-    canonizers = [ResNetCanonizer()] if kind == "ResNet" else [VGGCanonizer()] if kind == "VGG" else [SequentialMergeBatchNorm()]
+    from torchvision.models.resnet import BasicBlock, Bottleneck
+
+    if any(isinstance(m, (BasicBlock, Bottleneck)) for m in model.modules()):  # a ResNet, or any model built of its blocks
+        canonizers = [ResNetCanonizer()]
+    else:
+        canonizers = [VGGCanonizer()] if type(model).__name__ == "VGG" else [SequentialMergeBatchNorm()]
     if name == "epsilon":
         from zennit.rules import Epsilon
 
@@ -295,7 +299,8 @@ def lrp(model: nn.Module, x: torch.Tensor, target=None, *, composite: str = "eps
     ``low`` and ``high``: the smallest and largest input values (numbers or tensors like one
     sample), e.g. the normalised images of black and white pixels. BatchNorm layers are merged into
     the layer before them for the call and restored afterwards (zennit canonizers; torchvision
-    ResNets and VGGs get zennit's own). Hooks are removed also when the model raises. ``batch_size``:
+    VGGs, and ResNets or any model built of torchvision's ``BasicBlock`` / ``Bottleneck``, get zennit's
+    own, which also make the residual additions explicit). Hooks are removed also when the model raises. ``batch_size``:
     samples per pass (None: from the memory budget).
     """
     check_choice("composite", composite, tuple(COMPOSITES))

@@ -41,6 +41,7 @@ WEIGHT_FILES = {
     "tiny_vit.pt": "xaicourse.train.train_tiny_vit()",
     "shapes_cnn_shortcut.pt": "xaicourse.train.train_shapes_cnn('shortcut')",
     "shapes_cnn_clean.pt": "xaicourse.train.train_shapes_cnn('clean')",
+    "shapes_resnet.pt": "xaicourse.train.train_shapes_resnet()",
 }
 
 

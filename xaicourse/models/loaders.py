@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from .. import paths
-from .architectures import HubViT, ShapesCNN, TinyViT, minilm_classifier
+from .architectures import HubViT, ShapesCNN, ShapesResNet, TinyViT, minilm_classifier
 from .bundles import ImageModel, Normalization, TextModel, VisionTransformer
 from .registry import FAMILIES, Family
 from .remap import lite0_state_dict
@@ -22,7 +22,7 @@ __all__ = [
     "OFFLINE_BERT", "OFFLINE_CNN", "OFFLINE_SENTIMENT", "OFFLINE_VIT", "ONLINE_BERTS", "ONLINE_CNNS",
     "ONLINE_SENTIMENTS", "ONLINE_VITS", "SENTIMENT_WEIGHTS", "SHAPES_CNN_DATA", "SHAPES_CNN_VARIANTS",
     "TINY_VIT_WEIGHTS", "bert", "imagenet_cnn", "imagenet_labels", "sentiment_classifier", "shapes_cnn",
-    "shapes_cnn_path", "tiny_vit", "vit",
+    "shapes_cnn_path", "shapes_resnet", "tiny_vit", "vit",
 ]
 
 OFFLINE_CNN, ONLINE_CNNS = "efficientnet_lite0", ("resnet50",)
@@ -41,6 +41,7 @@ VIT = FAMILIES["vit"] = Family("vision transformer", (OFFLINE_VIT,), ONLINE_VITS
 SENTIMENT = FAMILIES["sentiment_classifier"] = Family(
     "sentiment model", (OFFLINE_SENTIMENT,), ONLINE_SENTIMENTS, "sentiment_classifier()", default_spelling="None")
 SHAPES = FAMILIES["shapes_cnn"] = Family("shapes CNN variant", tuple(SHAPES_CNN_VARIANTS), (), 'shapes_cnn("shortcut")')
+SHAPES_RESNET = FAMILIES["shapes_resnet"] = Family("shapes ResNet", ("clean",), (), "shapes_resnet()")
 
 
 # --------------------------------------------------------------------------------------------
@@ -95,6 +96,14 @@ def shapes_cnn(variant: str = "shortcut", device: str | torch.device = "cpu") ->
     from ``xaicourse.train.train_shapes_cnn``. Taught in chapter 02.
     """
     return SHAPES.load(variant, device)
+
+
+def shapes_resnet(device: str | torch.device = "cpu") -> ShapesResNet:
+    """A trained :class:`ShapesResNet` (eval mode), cached: trained on the clean shapes set, as ``shapes_cnn("clean")``.
+
+    Weights from ``xaicourse.train.train_shapes_resnet`` (data/shapes_resnet.pt). Chapter 08.
+    """
+    return SHAPES_RESNET.load("clean", device)
 
 
 def imagenet_labels() -> list[str]:
@@ -181,5 +190,13 @@ def _hub_vit(name: str) -> VisionTransformer:
 def _shapes_cnn(variant: str) -> ShapesCNN:
     saved = torch.load(paths.trained(f"shapes_cnn_{variant}.pt"), map_location="cpu", weights_only=True)
     model = ShapesCNN(**saved["config"])
+    model.load_state_dict(saved["state_dict"])
+    return model.eval()
+
+
+@SHAPES_RESNET.builder("clean")
+def _shapes_resnet(_name: str) -> ShapesResNet:
+    saved = torch.load(paths.trained("shapes_resnet.pt"), map_location="cpu", weights_only=True)
+    model = ShapesResNet(**saved["config"])
     model.load_state_dict(saved["state_dict"])
     return model.eval()
