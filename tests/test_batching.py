@@ -58,6 +58,10 @@ def test_no_grad_chunks_on_cpu_keep_their_largest_activation_in_half_the_cache(m
     assert grads == [(0, 1), (1, 9)]
 
 
-def test_cache_size_is_read_or_defaults_to_32_mib():
-    size = cache_bytes()
-    assert isinstance(size, int) and 2**20 <= size <= 2**31
+def test_cache_size_is_the_last_level_or_defaults_to_32_mib(tmp_path):
+    for index, (level, size) in enumerate([(1, "32K"), (2, "1024K"), (3, "16384K"), (1, "32K")]):
+        (tmp_path / f"index{index}").mkdir()
+        (tmp_path / f"index{index}" / "level").write_text(f"{level}\n")
+        (tmp_path / f"index{index}" / "size").write_text(f"{size}\n")
+    assert cache_bytes(str(tmp_path)) == 16 * 2**20
+    assert cache_bytes(str(tmp_path / "missing")) == 32 * 2**20

@@ -39,11 +39,11 @@ NO_GRAD_FACTOR = 8
 PROGRESS_AFTER_S = 2.0
 
 
-@functools.lru_cache(maxsize=1)
-def cache_bytes() -> int:
+@functools.lru_cache(maxsize=None)
+def cache_bytes(sysfs: str = "/sys/devices/system/cpu/cpu0/cache") -> int:
     """The size of the CPU's last-level cache in bytes (Linux sysfs; 32 MiB where it cannot be read). Chapter 01."""
     best_level, size = 0, 32 * 2**20
-    for entry in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
+    for entry in Path(sysfs).glob("index*"):
         try:
             level = int((entry / "level").read_text())
             text = (entry / "size").read_text().strip().upper()

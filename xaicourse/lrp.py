@@ -266,7 +266,7 @@ def _composite(name: str, epsilon: float, gamma: float, low, high, model: nn.Mod
 
     from torchvision.models.resnet import BasicBlock, Bottleneck
 
-    if any(isinstance(m, (BasicBlock, Bottleneck)) for m in model.modules()):  # a ResNet, or any model built of its blocks
+    if any(isinstance(m, (BasicBlock, Bottleneck)) for m in model.modules()):  # a ResNet, or a model of its blocks
         canonizers = [ResNetCanonizer()]
     else:
         canonizers = [VGGCanonizer()] if type(model).__name__ == "VGG" else [SequentialMergeBatchNorm()]
@@ -294,14 +294,16 @@ def lrp(model: nn.Module, x: torch.Tensor, target=None, *, composite: str = "eps
     The output relevance is the target logit (zeros for the other classes), as Captum's LRP does;
     the input relevance sums to it up to what biases and eps absorb. The logit (and the top class
     when ``target`` is None) is read from the one forward pass LRP makes, with BatchNorm merged:
-    zennit's merged BN keeps its eps, which moves the logit by about 5e-6 relative per BN. ``composite``: one of
-    :data:`COMPOSITES` (rules per layer type, see the module docstring). "epsilon_gamma_box" needs
-    ``low`` and ``high``: the smallest and largest input values (numbers or tensors like one
-    sample), e.g. the normalised images of black and white pixels. BatchNorm layers are merged into
-    the layer before them for the call and restored afterwards (zennit canonizers; torchvision
-    VGGs, and ResNets or any model built of torchvision's ``BasicBlock`` / ``Bottleneck``, get zennit's
-    own, which also make the residual additions explicit). Hooks are removed also when the model raises. ``batch_size``:
-    samples per pass (None: from the memory budget).
+    zennit's merged BN keeps its eps, which moves the logit by about 5e-6 relative per BN.
+
+    ``composite``: one of :data:`COMPOSITES` (rules per layer type, see the module docstring).
+    "epsilon_gamma_box" needs ``low`` and ``high``: the smallest and largest input values (numbers
+    or tensors like one sample), e.g. the normalised images of black and white pixels. BatchNorm
+    layers are merged into the layer before them for the call and restored afterwards (zennit
+    canonizers; torchvision VGGs, and ResNets or any model built of torchvision's ``BasicBlock`` /
+    ``Bottleneck``, get zennit's own, which also make the residual additions explicit). Hooks are
+    removed also when the model raises. ``batch_size``: samples per pass (None: from the memory
+    budget).
     """
     check_choice("composite", composite, tuple(COMPOSITES))
     eps = check_number("epsilon", epsilon, minimum=0.0)
