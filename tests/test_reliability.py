@@ -216,6 +216,7 @@ OTHER_CASES = {
     "train.train_sentiment: epochs < 1": (lambda: xc.train.train_sentiment(epochs=0, path=SCRATCH), ValueError, "epochs"),
     "train.train_tiny_vit: epochs < 1": (lambda: xc.train.train_tiny_vit(epochs=0, path=SCRATCH), ValueError, "epochs"),
     "train.train_shapes_cnn: unknown variant": (lambda: xc.train.train_shapes_cnn("dirty", path=SCRATCH), ValueError, "shortcut"),
+    "train.train_shapes_resnet: epochs < 1": (lambda: xc.train.train_shapes_resnet(epochs=0, path=SCRATCH), ValueError, "epochs"),
     "train.shapes_accuracy: marker out of [0, 1]": (lambda: xc.train.shapes_accuracy(NET, marker=2.0), ValueError, "marker"),
     "train.train_head: labels of another length": (lambda: xc.train.train_head(["good", "bad"], [1]), ValueError, "labels"),
     "train.predict_texts: a string, not a list": (lambda: xc.train.predict_texts(ZOO.sentiment, "A single sentence."), ValueError, "list of strings"),
@@ -319,7 +320,7 @@ NOT_CATALOGUED = {
         "metrics": ("PerturbationCurve", "SanityCheck", "DataRandomization", "RoarResult", "SanityBadge"), "models": ("ImageModel", "TextModel", "VisionTransformer")}.items()
        for name in names},
     **{f"models.{name}": "an nn.Module architecture; its loaders are catalogued"
-       for name in ("SelfAttention", "ViTBlock", "TinyViT", "ShapesCNN")},
+       for name in ("SelfAttention", "ViTBlock", "TinyViT", "ShapesCNN", "ShapesResNet")},
     **{f"widgets.{name}": "built by its factory function, which is catalogued" for name in (
         "AttentionExplorer", "ViTAttentionExplorer", "PhotoMapExplorer", "SmoothGradExplorer", "IGExplorer", "GradCAMExplorer",
         "PerturbationExplorer", "LRPExplorer", "RelevanceExplorer", "TextRelevanceExplorer")},
@@ -327,6 +328,7 @@ NOT_CATALOGUED = {
     "models.OfflineError": "the exception itself",
     "models.imagenet_labels": "takes no arguments",
     "models.tiny_vit": "takes only a device: the loader is catalogued through models.vit",
+    "models.shapes_resnet": "takes only a device, which torch.device checks as for every loader",
     "widgets.saliency_methods": "takes no arguments",
     "widgets.cam_methods": "takes no arguments",
     "inputs.warn_if_zero": "inspects any result and warns; it never raises",

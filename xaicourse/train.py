@@ -201,6 +201,8 @@ def train_shapes_resnet(epochs: int = 10, seed: int = 0, batch_size: int = 32, l
 
 def _train_shapes_model(architecture, config, marker, desc, path, extra, epochs, seed, batch_size, lr) -> dict:
     """The shared loop of the shapes models: Adam on the train split, one thread, then the test accuracies."""
+    positive_int("epochs", epochs)
+    positive_int("batch_size", batch_size)
     start, threads = time.time(), torch.get_num_threads()
     torch.set_num_threads(1)  # small convolutions: one thread is fastest, and the result is reproducible
     try:
