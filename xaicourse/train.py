@@ -181,8 +181,7 @@ def train_shapes_cnn(variant: str = "shortcut", epochs: int = 10, seed: int = 0,
     "seconds"}. Taught in chapter 02.
     """
     default_path = models.shapes_cnn_path(variant)  # an unknown variant fails here, with the choices
-    config = dict(n_classes=len(data.SHAPE_CLASSES), width=16)
-    return _train_shapes_model(models.ShapesCNN, config, models.SHAPES_CNN_VARIANTS[variant], f"the {variant} shapes CNN",
+    return _train_shapes_model(models.ShapesCNN, models.SHAPES_CNN_VARIANTS[variant], f"the {variant} shapes CNN",
                                path or default_path, dict(variant=variant), epochs, seed, batch_size, lr)
 
 
@@ -194,15 +193,15 @@ def train_shapes_resnet(epochs: int = 10, seed: int = 0, batch_size: int = 32, l
     accuracies to ``path`` (default: data/shapes_resnet.pt) and returns {"test_accuracy",
     "test_accuracy_marker_moved", "seconds"}. Taught in chapter 08.
     """
-    config = dict(n_classes=len(data.SHAPE_CLASSES), width=16)
-    return _train_shapes_model(models.ShapesResNet, config, 0.0, "the shapes ResNet",
+    return _train_shapes_model(models.ShapesResNet, 0.0, "the shapes ResNet",
                                path or paths.weights("shapes_resnet.pt"), {}, epochs, seed, batch_size, lr)
 
 
-def _train_shapes_model(architecture, config, marker, desc, path, extra, epochs, seed, batch_size, lr) -> dict:
+def _train_shapes_model(architecture, marker, desc, path, extra, epochs, seed, batch_size, lr) -> dict:
     """The shared loop of the shapes models: Adam on the train split, one thread, then the test accuracies."""
     positive_int("epochs", epochs)
     positive_int("batch_size", batch_size)
+    config = dict(n_classes=len(data.SHAPE_CLASSES), width=16)
     start, threads = time.time(), torch.get_num_threads()
     torch.set_num_threads(1)  # small convolutions: one thread is fastest, and the result is reproducible
     try:
