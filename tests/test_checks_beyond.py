@@ -78,15 +78,20 @@ def test_rescale_mistakes_are_named(name):
         check_rescale_multiplier(wrong)
 
 
-def _lrp(layer, a, r, eps, *, times_a=True, signed=True, bias=True, divide=True, absolute=False):
+def _lrp(layer, a, r, eps, *, times_a=True, signed=True, bias=True, divide=True, absolute=False, torch_sign=False,
+         abs_times=False, abs_everywhere=False):
     w, b = layer.weight.detach(), layer.bias.detach()
+    if abs_everywhere:
+        a = a.abs()
     z = a @ w.T + (b if bias else 0)
     if absolute:
         denom = z.abs() + eps
+    elif torch_sign:
+        denom = z + eps * torch.sign(z)
     else:
         denom = z + eps * (torch.where(z >= 0, 1.0, -1.0) if signed else 1.0)
     s = r / denom if divide else r
-    return (a if times_a else 1.0) * (s @ w)
+    return (a.abs() if abs_times else a if times_a else 1.0) * (s @ w)
 
 
 LRP_MISTAKES = {
@@ -96,6 +101,11 @@ LRP_MISTAKES = {
     "no bias in z": (lambda l, a, r, e: _lrp(l, a, r, e, bias=False), "include the bias"),
     "no division": (lambda l, a, r, e: _lrp(l, a, r, e, divide=False), "did not divide by z"),
     "absolute z": (lambda l, a, r, e: _lrp(l, a, r, e, absolute=True), "\\|z\\| \\+ eps"),
+    "torch.sign(z)": (lambda l, a, r, e: _lrp(l, a, r, e, torch_sign=True), "torch.sign\\(z\\) is 0 where z = 0"),
+    "z.sign()": (lambda l, a, r, e: (lambda z: a * ((r / (z + e * z.sign())) @ l.weight.detach()))(l(a).detach()),
+                 "sign\\(0\\) = \\+1"),
+    "times |a|": (lambda l, a, r, e: _lrp(l, a, r, e, abs_times=True), "multiplied by \\|a\\| \\(a.abs\\(\\)\\)"),
+    "|a| everywhere": (lambda l, a, r, e: _lrp(l, a, r, e, abs_everywhere=True), "used \\|a\\| \\(a.abs\\(\\)\\)"),
     "backward leaves .grad": (lambda l, a, r, e: (l(a).sum().backward(), _lrp(l, a, r, e))[1], "carry .grad"),
     "summed over inputs": (lambda l, a, r, e: _lrp(l, a, r, e).sum(1), "one relevance per input"),
     "unknown": (lambda l, a, r, e: _lrp(l, a, r, e) * 1.1, "check the transpose"),
@@ -107,3 +117,22 @@ def test_lrp_mistakes_are_named(name):
     wrong, hint = LRP_MISTAKES[name]
     with pytest.raises(CheckFailed, match=hint):
         check_lrp_epsilon(wrong)
+
+
+def test_lrp_cases_can_tell_sign_and_abs_apart():
+    """The grader's cases hold an output with z exactly 0 and inputs below 0: without them torch.sign(z) and
+    a.abs() would give the reference's numbers (the first case alone has neither)."""
+    from xaicourse.checks.beyond import _epsilon_cases
+
+    (_, hidden, a, r), (_, first, x, r_first) = _epsilon_cases()
+    assert (a >= 0).all() and (hidden(a) != 0).all()
+    reference = lrp_epsilon(hidden, a, r, epsilon=0.5)
+    for wrong in (dict(torch_sign=True), dict(abs_times=True), dict(abs_everywhere=True)):
+        torch.testing.assert_close(_lrp(hidden, a, r, 0.5, **wrong), reference)  # the hidden case cannot tell
+    z = first(x).detach()
+    assert (z == 0).sum() == 1 and (x < 0).any()
+    reference = lrp_epsilon(first, x, r_first, epsilon=0.5)
+    assert torch.isfinite(reference).all()
+    assert not torch.isfinite(_lrp(first, x, r_first, 0.5, torch_sign=True)).all()
+    for wrong in (dict(abs_times=True), dict(abs_everywhere=True)):
+        assert not torch.allclose(_lrp(first, x, r_first, 0.5, **wrong), reference)

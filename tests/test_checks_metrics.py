@@ -182,3 +182,44 @@ def ms_pixel_maps(explain, x, noise):
 def test_max_sensitivity_on_pixel_maps_is_named():
     with pytest.raises(checks.CheckFailed, match="pixel maps"):
         checks.check_max_sensitivity(ms_pixel_maps)
+
+
+def _listed(message, word):
+    """The numbers of the list after ``word`` in a failure message, as printed."""
+    import re
+
+    return re.search(rf"{word} \[([^\]]*)\]", message).group(1).split(", ")
+
+
+@pytest.mark.parametrize("scale", [1.0003, 1.0002])
+def test_max_sensitivity_failure_prints_the_digits_that_differ(scale):
+    """A close wrong answer (0.03 % or 0.02 % off, outside the tolerance) must not read
+    "expected [0.827, 0.621], got [0.827, 0.621]": the grader prints the digits where they differ."""
+    with pytest.raises(checks.CheckFailed, match="expected") as failure:
+        checks.check_max_sensitivity(lambda e, x, n: ms_reference(e, x, n) * scale)
+    message = str(failure.value)
+    want, got = _listed(message, "expected"), _listed(message, "got")
+    assert want != got and len(want) == len(got) == 2
+    assert all(len(v.split(".")[1]) >= 4 for v in want)  # three decimals were not enough here
+    # the printed numbers are the true ones, rounded
+    model, x, targets, noise = checks.metrics._sensitivity_case(0)
+    expected = checks.metrics.metrics.max_sensitivity(model, checks.metrics.saliency.vanilla_gradient, x, targets,
+                                                      radius=0.3, n_samples=5, seed=0)
+    assert [float(v) for v in want] == pytest.approx(expected.tolist(), abs=10 ** -len(want[0].split(".")[1]))
+
+
+def test_shortcut_failure_prints_the_digits_that_differ():
+    from xaicourse.maps import mask_share
+
+    with pytest.raises(checks.CheckFailed, match="expected shares") as failure:
+        checks.check_shortcut_detector(lambda a, r: mask_share(a, r) * 1.0004)
+    want, got = _listed(str(failure.value), "shares"), _listed(str(failure.value), "got")
+    assert want != got
+
+
+def test_max_sensitivity_reference_is_the_metric_on_a_case_without_zero_maps():
+    """The grader's reference, xc.metrics.max_sensitivity, scores NaN for an all-zero map: its cases have none."""
+    for seed in (0, 1):
+        model, x, targets, _ = checks.metrics._sensitivity_case(seed)
+        a = checks.metrics.saliency.vanilla_gradient(model, x, targets)
+        assert (a.flatten(1).abs().amax(dim=1) > 0).all()

@@ -120,51 +120,91 @@ def check_rescale_multiplier(rescale_multiplier) -> str:
     return "the secant slope for sigmoid, tanh and ReLU, and the derivative where x == x0"
 
 
-def _epsilon_case():
+def _epsilon_cases():
+    """Two layers, as (name, layer, a, relevance): post-ReLU activations (a >= 0, one of them 0, no z = 0), then
+    a first layer's input (negative values too) where one output is exactly z = 0 (dyadic numbers: exact
+    arithmetic), so that neither ``a.abs()`` for ``a`` nor ``torch.sign(z)`` (0 at z = 0) can pass."""
     g = torch.Generator().manual_seed(8)
-    layer = nn.Linear(5, 3).double()
+    hidden = nn.Linear(5, 3).double()
     with torch.no_grad():
-        layer.weight.copy_(torch.randn(3, 5, generator=g, dtype=torch.float64))
-        layer.bias.copy_(torch.tensor([0.3, -0.4, 0.1], dtype=torch.float64))
+        hidden.weight.copy_(torch.randn(3, 5, generator=g, dtype=torch.float64))
+        hidden.bias.copy_(torch.tensor([0.3, -0.4, 0.1], dtype=torch.float64))
     a = torch.rand(4, 5, generator=g, dtype=torch.float64)  # post-ReLU activations: >= 0
     a[0, 0] = 0.0
     relevance = torch.randn(4, 3, generator=g, dtype=torch.float64)
-    return layer.eval(), a, relevance
+
+    first = nn.Linear(4, 3).double()
+    x = torch.tensor([[0.5, -1.25, 0.75, -0.5], [-0.75, 1.0, -0.25, 1.5], [1.25, 0.25, -1.0, -0.75]],
+                     dtype=torch.float64)             # a normalised image: inputs below 0 too
+    with torch.no_grad():
+        first.weight.copy_(torch.tensor([[0.5, -0.25, 1.0, 0.75], [-1.0, 0.5, 0.25, -0.5], [0.75, 1.0, -0.5, 0.25]],
+                                        dtype=torch.float64))
+        first.bias.copy_(torch.tensor([0.25, -0.5, 0.0], dtype=torch.float64))
+        first.bias[2] = -(x[1] @ first.weight[2])     # sample 1, output 2: z = 0 exactly
+    r_first = torch.tensor([[0.8, -0.6, 1.1], [-0.7, 0.9, 1.3], [0.4, 1.2, -0.5]], dtype=torch.float64)
+    return [("a hidden layer (post-ReLU inputs)", hidden.eval(), a, relevance),
+            ("the first layer (inputs below 0, and an output with z = 0)", first.eval(), x, r_first)]
 
 
-@grader
-def check_lrp_epsilon(lrp_epsilon) -> str:
-    """Grade ``lrp_epsilon(layer, a, relevance, epsilon) -> Tensor`` shaped like ``a``: LRP-epsilon, one Linear. Chapter 08.
+def _sign_zero_is_zero(got: torch.Tensor, z: torch.Tensor) -> bool:
+    """Non-finite exactly in the samples that have an output with z == 0 (torch.sign(0) = 0 divides by 0)."""
+    at_zero = (z == 0).any(dim=1)
+    bad = ~torch.isfinite(got).all(dim=1)
+    return bool(at_zero.any()) and bool(torch.equal(bad, at_zero))
 
-    R_j = a_j * sum_k w_kj * R_k / (z_k + epsilon * sign(z_k)) with z = a W^T + b (the layer's
-    output, bias included), sign(0) = +1.
-    """
-    layer, a, relevance = _epsilon_case()
-    eps = 0.5
+
+def _epsilon_mistakes(layer, a, relevance, eps) -> list[Mistake]:
     w, b = layer.weight.detach(), layer.bias.detach()
     z = a @ w.T + b
     sign = torch.where(z >= 0, torch.ones_like(z), -torch.ones_like(z))
-    state = ModelState.of(layer)
-    a_before, r_before = a.clone(), relevance.clone()
-    got = lrp_epsilon(layer, a, relevance, eps)
-    expect_as_found(layer, state, grad_of="a")
-    expect_unchanged("your function changed a or relevance in place: compute in new tensors", (a, a_before),
-                     (relevance, r_before))
-    want = lrp.lrp_epsilon(layer, a, relevance, epsilon=eps)
-    compare(got, want, [
+    share = (relevance / (z + eps * sign)) @ w
+    z_abs = a.abs() @ w.T + b
+    return [
+        Mistake("torch.sign(z) is 0 where z = 0, so z + eps * torch.sign(z) is 0 there and you divide by 0 (NaN or "
+                "inf for that sample): LRP-epsilon takes sign(0) = +1, e.g. torch.where(z >= 0, 1.0, -1.0)",
+                when=lambda g: _sign_zero_is_zero(g, z)),
         Mistake("you did not multiply by the activations: R_j = a_j * sum_k w_kj * s_k, where s = R / (z + eps sign z)",
-                (relevance / (z + eps * sign)) @ w),
+                share),
+        Mistake("you multiplied by |a| (a.abs()): R_j = a_j * sum_k w_kj * s_k with the activation's own sign; an "
+                "input below 0 (a first layer reads a normalised image) passes relevance of the opposite sign",
+                a.abs() * share),
+        Mistake("you used |a| (a.abs()) for the activations: z = a W^T + b and R_j = a_j * ..., with the signs of a; "
+                "an input below 0 (a first layer reads a normalised image) counts with its sign",
+                lambda: a.abs() * ((relevance / (z_abs + eps * torch.where(z_abs >= 0, 1.0, -1.0))) @ w)),
         Mistake("eps must carry the sign of z: z + eps * sign(z), so that a small negative z grows away from zero "
                 "instead of crossing it", a * ((relevance / (z + eps)) @ w)),
         Mistake("you left out epsilon (that is LRP-0): divide by z + eps * sign(z)", a * ((relevance / z) @ w)),
-        Mistake("z must include the bias: z = a W^T + b is the layer's output", lambda: a * ((relevance / (a @ w.T + eps * torch.where(
-            a @ w.T >= 0, 1.0, -1.0))) @ w)),
+        Mistake("z must include the bias: z = a W^T + b is the layer's output",
+                lambda: a * ((relevance / (a @ w.T + eps * torch.where(a @ w.T >= 0, 1.0, -1.0))) @ w)),
         Mistake("you did not divide by z: the relevance of each output is shared in proportion to z_jk / z_k",
                 a * (relevance @ w)),
         Mistake("you used |z| + eps: keep the sign of z, the denominator is z + eps * sign(z)",
                 a * ((relevance / (z.abs() + eps)) @ w)),
-    ], rtol=1e-6, atol=1e-9, shape_hint="return one relevance per input of the layer, shaped like a",
-        otherwise="your relevances differ from a_j * sum_k w_kj R_k / (z_k + eps sign(z_k)); check the transpose "
-                  "(the weight is (out, in)) and the sum over the outputs k")
-    expect(torch.isfinite(got).all(), "your result has NaN or inf values")
-    return "LRP-epsilon through a Linear layer (bias and the sign of eps included), the layer left as found"
+    ]
+
+
+@grader
+def check_lrp_epsilon(lrp_epsilon) -> str:
+    """Grade ``lrp_epsilon(layer, a, relevance, epsilon) -> Tensor`` shaped like ``a``: LRP-epsilon, one Linear.
+    Chapter 08.
+
+    R_j = a_j * sum_k w_kj * R_k / (z_k + epsilon * sign(z_k)) with z = a W^T + b (the layer's
+    output, bias included), sign(0) = +1. Graded on a hidden layer (inputs >= 0) and on a first
+    layer whose inputs go below 0 and where one output is exactly z = 0.
+    """
+    eps = 0.5
+    for name, layer, a, relevance in _epsilon_cases():
+        state = ModelState.of(layer)
+        a_before, r_before = a.clone(), relevance.clone()
+        got = lrp_epsilon(layer, a, relevance, eps)
+        expect_as_found(layer, state, grad_of="a")
+        expect_unchanged("your function changed a or relevance in place: compute in new tensors", (a, a_before),
+                         (relevance, r_before))
+        want = lrp.lrp_epsilon(layer, a, relevance, epsilon=eps)
+        compare(got, want, _epsilon_mistakes(layer, a, relevance, eps), rtol=1e-6, atol=1e-9,
+                shape_hint="return one relevance per input of the layer, shaped like a",
+                otherwise=f"on {name} your relevances differ from a_j * sum_k w_kj R_k / (z_k + eps sign(z_k)); check "
+                          "the transpose (the weight is (out, in)) and the sum over the outputs k")
+        expect(torch.isfinite(got).all(), f"your result has NaN or inf values on {name}")
+    return ("LRP-epsilon through a Linear layer (bias, the sign of eps, sign(0) = +1 and inputs below 0 included), "
+            "the layer left as found")

@@ -1,8 +1,10 @@
 """Checks of the evaluation exercises: the share of attribution inside a region (chapter 06, exercise 6,
 the shortcut detector), the deletion AUC and max-sensitivity (chapter 07).
 
-References: :func:`xaicourse.metrics.mask_energy`, :func:`xaicourse.metrics.deletion_auc` and
-:func:`xaicourse.metrics.max_sensitivity`, on the fixed cases :func:`xaicourse.testing.region_case`,
+References: :func:`xaicourse.maps.mask_share` (what :func:`xaicourse.metrics.mask_energy` computes,
+except that the metric scores a map without positive values NaN, "no map", where the exercise
+returns 0), :func:`xaicourse.metrics.deletion_auc` and :func:`xaicourse.metrics.max_sensitivity`,
+on the fixed cases :func:`xaicourse.testing.region_case`,
 :func:`xaicourse.testing.deletion_case` and a small tanh network built here.
 """
 from __future__ import annotations
@@ -11,6 +13,7 @@ import torch
 from torch import nn
 
 from .. import metrics, saliency, testing
+from ..maps import mask_share
 from .core import Mistake, ModelState, compare, expect_as_found, expect_unchanged, grader
 
 __all__ = ["check_deletion_auc", "check_max_sensitivity", "check_shortcut_detector"]
@@ -19,8 +22,16 @@ __all__ = ["check_deletion_auc", "check_max_sensitivity", "check_shortcut_detect
 # --------------------------------------------------------------------------------------------
 # Chapter 06: the share of positive attribution inside a region
 # --------------------------------------------------------------------------------------------
-def _rounded(values: torch.Tensor) -> list[float]:
-    return [round(float(v), 3) for v in values]
+def _differing(want: torch.Tensor, got: torch.Tensor, least: int = 3) -> tuple[str, str]:
+    """``want`` and ``got`` as lists printed with the fewest decimals (at least ``least``, at most 12) at which
+    they differ, so that a failure never reads "expected [0.827], got [0.827]"."""
+    want = [float(v) for v in torch.as_tensor(want).flatten()]
+    got = [float(v) for v in torch.as_tensor(got).flatten()]
+    digits = least
+    while digits < 12 and [f"{v:.{digits}f}" for v in want] == [f"{v:.{digits}f}" for v in got]:
+        digits += 1
+    show = lambda values: "[" + ", ".join(f"{v:.{digits}f}" for v in values) + "]"  # noqa: E731
+    return show(want), show(got)
 
 
 @grader
@@ -30,10 +41,11 @@ def check_shortcut_detector(share_in_region) -> str:
 
     ``attribution`` is (B, H, W) (one value per pixel), ``region`` a bool mask (B, H, W). Only positive
     attribution counts (evidence *for* the class); a sample with none gives 0. The reference is
-    :func:`xaicourse.metrics.mask_energy`.
+    :func:`xaicourse.maps.mask_share` (:func:`xaicourse.metrics.mask_energy` scores such a sample
+    NaN, "no map", instead of 0).
     """
     attribution, region = testing.region_case()
-    expected = metrics.mask_energy(attribution, region)
+    expected = mask_share(attribution, region)
     positive = attribution.clamp(min=0)
 
     def share(values, denominator):
@@ -53,12 +65,12 @@ def check_shortcut_detector(share_in_region) -> str:
         Mistake("you divided by the positive mass of the whole batch: normalise each sample by its own total",
                 lambda: share(positive, positive.sum())),
     ], atol=1e-4, shape_hint="return one share per sample, shape (3,): sum over both pixel dimensions (dim=(1, 2))",
-        otherwise=lambda g: f"expected shares {_rounded(expected)}, got {_rounded(g)}: inside = (positive * "
-                            "region).sum((1, 2)), total = positive.sum((1, 2))")
+        otherwise=lambda g: "expected shares {}, got {}: inside = (positive * region).sum((1, 2)), total = "
+                            "positive.sum((1, 2))".format(*_differing(expected, g)))
     moved = region.clone()
     moved[0] = False
     moved[0, -2:, -2:] = True                            # each sample has its own region
-    compare(share_in_region(attribution.clone(), moved), metrics.mask_energy(attribution, moved), atol=1e-4,
+    compare(share_in_region(attribution.clone(), moved), mask_share(attribution, moved), atol=1e-4,
             otherwise="each sample has its own mask region[i]: multiply elementwise, do not use sample 0's mask for "
                       "the whole batch")
     return f"shares {[round(float(v), 2) for v in expected]}: positive mass only, per sample, guarded against 0/0"
@@ -201,7 +213,7 @@ def check_max_sensitivity(max_sensitivity) -> str:
         want = metrics.max_sensitivity(model, saliency.vanilla_gradient, x, targets, radius=0.3, n_samples=5, seed=seed)
         compare(got, want, _sensitivity_mistakes(explain, x, noise), rtol=1e-4, atol=1e-5,
                 shape_hint="one value per sample, shape (2,): norms over each sample's values, max over the copies",
-                otherwise=lambda g: f"expected {_rounded(want)}, got {_rounded(g)}: for each copy i compute "
-                                    "||explain(x + noise[i]) - explain(x)|| / ||explain(x)|| per sample, then take "
-                                    "the max over i")
+                otherwise=lambda g: "expected {}, got {}: for each copy i compute ||explain(x + noise[i]) - "
+                                    "explain(x)|| / ||explain(x)|| per sample, then take the max over i"
+                                    .format(*_differing(want, g)))
     return "matches xc.metrics.max_sensitivity on two cases (5 noisy copies each, two images per batch)"
