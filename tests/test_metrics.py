@@ -128,10 +128,20 @@ def test_pointing_game_by_hand():
     maps = torch.zeros(3, 5, 5)
     maps[0, 2, 2] = 1.0  # on the object
     maps[1, 4, 4] = 1.0  # 2 rows and 2 columns away from (2, 2): distance sqrt(8)
-    # maps[2] is constant: points nowhere
-    assert metrics.pointing_game(maps, masks).tolist() == [True, False, False]
-    assert metrics.pointing_game(maps, masks, tolerance=2.9).tolist() == [True, True, False]
-    assert metrics.pointing_game(maps, masks, tolerance=2.8).tolist() == [True, False, False]
+    # maps[2] is constant: points nowhere, no map
+    with pytest.warns(metrics.NoMapWarning, match="sample 2 has a constant map"):
+        hits = metrics.pointing_game(maps, masks)
+    assert hits.dtype == torch.float32 and hits[:2].tolist() == [1.0, 0.0] and hits[2].isnan()
+    with pytest.warns(metrics.NoMapWarning):
+        assert metrics.pointing_game(maps, masks, tolerance=2.9)[:2].tolist() == [1.0, 1.0]
+    with pytest.warns(metrics.NoMapWarning):
+        assert metrics.pointing_game(maps, masks, tolerance=2.8)[:2].tolist() == [1.0, 0.0]
+    # three tied maxima, one on the object and two within 2.9 of it: 1/3, then 3/3 (no first-maximum rule)
+    maps[2, 0, 0] = maps[2, 2, 1] = maps[2, 4, 4] = 1.0
+    assert metrics.pointing_game(maps[2:], masks[2:]).tolist() == [pytest.approx(1 / 3)]
+    assert metrics.pointing_game(maps[2:], masks[2:], tolerance=2.9).tolist() == [1.0]
+    with pytest.raises(ValueError, match="tolerance"):
+        metrics.pointing_game(maps, masks, tolerance=-1)
 
 
 def test_mask_energy_by_hand():
@@ -142,9 +152,12 @@ def test_mask_energy_by_hand():
     mixed = torch.zeros(3, 4, 4)
     mixed[:, 0, 0], mixed[:, 3, 3], mixed[:, 3, 2] = 3.0, 1.0, -5.0  # negatives are ignored
     assert metrics.mask_energy(perfect, masks).tolist() == [1.0] * 3
-    assert metrics.mask_energy(uniform, masks).tolist() == [0.25] * 3
     assert metrics.mask_energy(mixed, masks).tolist() == [0.75] * 3
-    assert metrics.mask_energy(-uniform, masks).tolist() == [0.0] * 3  # no positive evidence, no NaN
+    with pytest.warns(metrics.NoMapWarning, match="samples 0, 1, 2 have a constant map"):
+        assert metrics.mask_energy(uniform, masks).isnan().all()  # a uniform map ranks nothing: no map
+    negative = -mixed.abs()
+    with pytest.warns(metrics.NoMapWarning, match="no positive value"):  # no evidence for the class: NaN, not 0
+        assert metrics.mask_energy(negative, masks).isnan().all()
     with pytest.raises(ValueError, match="empty"):
         metrics.mask_energy(uniform, torch.zeros(3, 4, 4, dtype=torch.bool))
 
@@ -223,8 +236,9 @@ def test_sanity_check_flags_a_map_that_ignores_the_model():
     edges = metrics.randomization_sanity_check(model, lambda m, x, t: x, x, layers=[model[0], "5"])
     assert edges.layers == ["5", "0"]
     assert torch.allclose(edges.spearman, torch.ones(2, 1)) and torch.allclose(edges.ssim, torch.ones(2, 1))
-    zeros = metrics.randomization_sanity_check(model, lambda m, x, t: torch.zeros_like(x), x, layers=["5"])
-    assert zeros.spearman.tolist() == [[0.0]]  # a constant map has no ranking
+    with pytest.warns(metrics.NoMapWarning, match="sample 0 has a constant map on the intact model"):
+        zeros = metrics.randomization_sanity_check(model, lambda m, x, t: torch.zeros_like(x), x, layers=["5"])
+    assert zeros.spearman.isnan().all() and zeros.ssim.isnan().all()  # a constant map has no ranking: no map
     with pytest.raises(ValueError, match="no parameters"):
         metrics.randomization_sanity_check(model, gradient, x, layers=["1"])
     with pytest.raises(ValueError, match="no layer named"):

@@ -25,10 +25,21 @@ def test_complexity_by_hand():
     uniform = torch.ones(1, 4, 4)
     one = torch.zeros(1, 4, 4)
     one[0, 1, 2] = -3.0                                   # the sign does not matter
-    maps = torch.cat([uniform, one, torch.zeros(1, 4, 4)])
-    torch.testing.assert_close(xc.metrics.sparseness(maps), torch.tensor([0.0, 15 / 16, 0.0]))
-    torch.testing.assert_close(xc.metrics.entropy_complexity(maps), torch.tensor([math.log(16), 0.0, 0.0]))
-    assert xc.metrics.effective_complexity(maps).tolist() == [16, 1, 0]
+    spread = torch.ones(1, 4, 4)
+    spread[0, 0, 0] = 3.0
+    maps = torch.cat([spread, one, uniform, torch.zeros(1, 4, 4)])
+    # Gini: sorted ascending 15 ones then 3, total 18: (sum_{i<=15} (2i - 17) + 15 * 3) / (16 * 18)
+    with pytest.warns(xc.metrics.NoMapWarning, match="samples 2, 3 have a constant map"):
+        gini = xc.metrics.sparseness(maps)
+    torch.testing.assert_close(gini[:2], torch.tensor([30 / 288, 15 / 16]))
+    p = torch.tensor([3.0] + [1.0] * 15) / 18
+    with pytest.warns(xc.metrics.NoMapWarning, match="samples 2, 3"):
+        entropy = xc.metrics.entropy_complexity(maps)
+    torch.testing.assert_close(entropy[:2], torch.tensor([-(p * p.log()).sum().item(), 0.0]))
+    with pytest.warns(xc.metrics.NoMapWarning, match="samples 2, 3"):
+        count = xc.metrics.effective_complexity(maps)
+    assert count[:2].tolist() == [16, 1]
+    assert gini[2:].isnan().all() and entropy[2:].isnan().all() and count[2:].isnan().all()
     half = torch.tensor([[[1.0, 0.4], [0.6, 0.0]]])
     assert xc.metrics.effective_complexity(half, eps=0.5).tolist() == [2]
     assert xc.metrics.effective_complexity(half * 10, eps=0.5, relative=False).tolist() == [3]
@@ -38,9 +49,12 @@ def test_complexity_by_hand():
 def test_relevance_mass_and_rank_accuracy_by_hand():
     maps = torch.tensor([[[4.0, 3.0], [2.0, 1.0]], [[1.0, 1.0], [1.0, 1.0]]])
     masks = torch.tensor([[[True, False], [True, False]], [[False, False], [False, True]]])
-    torch.testing.assert_close(xc.metrics.relevance_mass_accuracy(maps, masks), torch.tensor([0.6, 0.25]))
-    # top-2 of sample 0 are 4 (in) and 3 (out); a uniform map ranks in index order, so pixel 0 (out)
+    maps[1, 1, 0] = 2.0                                    # sample 1: 1 1 / 2 1, total 5, one pixel of mass 1 inside
+    torch.testing.assert_close(xc.metrics.relevance_mass_accuracy(maps, masks), torch.tensor([0.6, 0.2]))
+    # top-2 of sample 0 are 4 (in) and 3 (out); sample 1's K = 1 is its 2 (out): 0, whatever the scan order
     torch.testing.assert_close(xc.metrics.relevance_rank_accuracy(maps, masks), torch.tensor([0.5, 0.0]))
+    masks[1, 0, 0] = True                                  # K = 2: the 2 (out), then one of three tied 1s, 2 of them in
+    torch.testing.assert_close(xc.metrics.relevance_rank_accuracy(maps, masks), torch.tensor([0.5, 1 / 3]))
     with pytest.raises(ValueError, match="empty"):
         xc.metrics.relevance_rank_accuracy(maps, torch.zeros(2, 2, 2, dtype=torch.bool))
 

@@ -19,8 +19,15 @@ Grouped as Quantus groups them (one module per family); every name is re-exporte
 Map-level metrics take (B, H, W) maps (and (B, H, W) bool masks) and return one value per sample;
 :func:`pixel_map` reduces a (B, C, H, W) attribution. Model-level metrics take ``method(model, x,
 targets)``. Everything is seeded and runs on the input's device. Taught in chapter 07.
+
+Every metric is an instrument: no score depends on the pixel scan order (ties are averaged:
+a tied group counts by its expected share under random tie-breaking, so rotating image, map and
+mask together changes nothing); an empty or constant map is "no map" (NaN for that sample and a
+:class:`NoMapWarning` naming it: average with ``torch.nanmean``); a patch map (B, h, w) whose size
+divides the image's is scored at its native resolution (a mask counts as each patch's share of
+object pixels, a perturbation removes whole patches). See :mod:`xaicourse.metrics._common`.
 """
-from ._common import pixel_map
+from ._common import NoMapWarning, pixel_map
 from .axiomatic import completeness, input_invariance, shifted_model
 from .complexity import effective_complexity, entropy_complexity, sparseness
 from .faithfulness import PerturbationCurve, deletion_auc, insertion_auc, noisy_linear_imputation, road
@@ -32,7 +39,7 @@ from .robustness import local_lipschitz, max_sensitivity
 from .retraining import RoarResult, roar
 
 __all__ = [
-    "DataRandomization", "PASS_RATIO", "PerturbationCurve", "RoarResult", "SanityBadge", "SanityCheck",
+    "DataRandomization", "NoMapWarning", "PASS_RATIO", "PerturbationCurve", "RoarResult", "SanityBadge", "SanityCheck",
     "completeness", "data_randomization", "deletion_auc", "effective_complexity", "entropy_complexity",
     "input_invariance", "insertion_auc", "local_lipschitz", "mask_energy", "max_sensitivity",
     "noise_floor", "noisy_linear_imputation", "permuted_label_models", "pixel_map", "pointing_game", "randomization_passed",

@@ -35,7 +35,10 @@ class SanityBadge:
     applied per sample); ``randomisation_passed``: at least half of them do; ``completeness_error``: relative
     (None when the attribution is not shaped like x); ``max_sensitivity``; ``deletion_auc`` and
     ``random_deletion_auc`` (a seeded random map on the same images: the control);
-    ``pointing_game`` / ``mask_energy``: None without masks.
+    ``pointing_game`` / ``mask_energy``: None without masks. Means skip the samples without a map
+    (``torch.nanmean``: a constant map scores NaN, see :class:`~xaicourse.metrics.NoMapWarning`); a
+    measure with no sample left is NaN and prints as "no map". A sample without a map fails the
+    randomisation rule.
     """
 
     randomisation_similarity: float
@@ -55,14 +58,26 @@ class SanityBadge:
 
     def __str__(self) -> str:
         verdict = "passes" if self.randomisation_passed else "fails"
-        parts = [f"randomisation {verdict} (similarity {self.randomisation_similarity:.2f} vs floor "
-                 f"{self.noise_floor:.2f}, {self.randomisation_pass_rate:.0%} of the samples pass)",
+        parts = [f"randomisation {verdict} (similarity {_show(self.randomisation_similarity, '.2f')} vs floor "
+                 f"{_show(self.noise_floor, '.2f')}, {self.randomisation_pass_rate:.0%} of the samples pass)",
                  f"completeness error {self.completeness_error:.1%}" if self.completeness_error is not None else
-                 "completeness: n/a", f"max-sensitivity {self.max_sensitivity:.2f}",
-                 f"deletion AUC {self.deletion_auc:.3f} (random map {self.random_deletion_auc:.3f})"]
+                 "completeness: n/a", f"max-sensitivity {_show(self.max_sensitivity, '.2f')}",
+                 f"deletion AUC {_show(self.deletion_auc, '.3f')} "
+                 f"(random map {_show(self.random_deletion_auc, '.3f')})"]
         if self.pointing_game is not None:
-            parts.append(f"pointing game {self.pointing_game:.0%}, mask energy {self.mask_energy:.2f}")
+            parts.append(f"pointing game {_show(self.pointing_game, '.0%')}, "
+                         f"mask energy {_show(self.mask_energy, '.2f')}")
         return "; ".join(parts)
+
+
+def _show(value: float, spec: str) -> str:
+    """``value`` formatted with ``spec``, or "no map" for NaN."""
+    return "no map" if value != value else format(value, spec)
+
+
+def _mean(values: torch.Tensor) -> float:
+    """The mean over the samples that have a value (NaN = no map); NaN when none has."""
+    return torch.nanmean(values.float()).item()
 
 
 def report(model: nn.Module, method, x: torch.Tensor, target=None, masks=None, *, layers=None, seeds=(0, 1),
@@ -86,21 +101,21 @@ def report(model: nn.Module, method, x: torch.Tensor, target=None, masks=None, *
     owners = [name for name, m in model.named_modules() if next(m.parameters(recurse=False), None) is not None]
     sanity = randomization_sanity_check(model, method, x, targets, layers=layers or [owners[-1], owners[0]])
     floor = noise_floor(model, method, x, targets, seeds=seeds)
-    similarity = sanity.spearman.abs().mean(dim=0)
+    similarity = sanity.spearman.abs().nanmean(dim=0)  # a stop whose randomised map is constant is skipped
     complete = None
     if attribution.shape == x.shape:
         complete = completeness(model, x, attribution, targets, relative=True).abs().float().mean().item()
     random_map = torch.rand(heat.shape, generator=torch.Generator().manual_seed(0)).to(x.device)
-    deletion = {name: deletion_auc(model, x, m, targets, n_steps=deletion_steps, baseline=baseline).auc.mean().item()
+    deletion = {name: _mean(deletion_auc(model, x, m, targets, n_steps=deletion_steps, baseline=baseline).auc)
                 for name, m in (("method", heat), ("random", random_map))}
     localisation = {}
     if masks is not None:
-        localisation = {"pointing_game": pointing_game(heat, masks).float().mean().item(),
-                        "mask_energy": mask_energy(heat, masks).mean().item()}
+        localisation = {"pointing_game": _mean(pointing_game(heat, masks)),
+                        "mask_energy": _mean(mask_energy(heat, masks))}
     pass_rate = randomization_passed(similarity, floor).float().mean().item()
     return SanityBadge(
-        randomisation_similarity=similarity.mean().item(), noise_floor=floor.mean().item(),
+        randomisation_similarity=_mean(similarity), noise_floor=_mean(floor),
         randomisation_pass_rate=pass_rate, randomisation_passed=pass_rate >= 0.5,
         completeness_error=complete,
-        max_sensitivity=max_sensitivity(model, method, x, targets, radius=radius, n_samples=n_samples).mean().item(),
+        max_sensitivity=_mean(max_sensitivity(model, method, x, targets, radius=radius, n_samples=n_samples)),
         deletion_auc=deletion["method"], random_deletion_auc=deletion["random"], **localisation)

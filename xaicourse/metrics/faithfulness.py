@@ -8,6 +8,14 @@
   relevant first) and LeRF (least relevant first) orders.
 * :func:`~xaicourse.metrics.roar` (Hooker et al. 2019) retrains after removal: see
   :mod:`xaicourse.metrics.retraining`.
+
+The order never comes from the pixel index. When the pixels to remove at a step end inside a
+group of tied pixels, each pixel of that group is removed by its expected share under random
+tie-breaking (:func:`removal_weights`): the image at that step is the *expected* image, x blended
+with the fill pixel by pixel. A map without ties removes whole pixels as usual. So rotating or
+flipping image and map together changes no curve, a patch map (B, h, w) whose size divides the
+image's removes whole patches and scores as its block-upsampled version, and an empty or constant
+map, which ranks nothing, scores NaN (curve and AUC) with a :class:`~xaicourse.metrics.NoMapWarning`.
 """
 from __future__ import annotations
 
@@ -22,7 +30,7 @@ from ..hooks import eval_mode
 from ..ig import blur_baseline
 from ..inputs import check_choice, check_int, check_number, generator, run_model
 from ..targets import resolve_targets, select
-from ._common import check_images, check_map, logits
+from ._common import check_images, check_map, logits, no_map, tie_groups, top_share
 
 __all__ = ["PerturbationCurve", "deletion_auc", "insertion_auc", "noisy_linear_imputation", "road"]
 
@@ -64,12 +72,13 @@ def deletion_auc(model: nn.Module, x: torch.Tensor, attribution: torch.Tensor, t
                  batch_size: int | None = None) -> PerturbationCurve:
     """Delete pixels from the most to the least important; lower AUC = more faithful map. Chapter 07.
 
-    ``x`` (B, C, H, W); ``attribution`` (B, H, W), higher = more important (ties in index order).
-    At step k of ``n_steps`` the first floor(k N / n_steps) of the N pixels (all channels) are
-    replaced by the ``baseline``: "blur" (a Gaussian blur of x, sigma ``blur_sigma``, default
-    max(H, W) / 20), a constant (e.g. 0.0) or a tensor. Step 0 is the unperturbed image.
+    ``x`` (B, C, H, W); ``attribution`` (B, H, W), higher = more important, or a patch map (B, h, w)
+    whose size divides (H, W). At step k of ``n_steps`` the first floor(k N / n_steps) of the N
+    pixels (all channels) are replaced by the ``baseline`` (ties averaged, see the module notes):
+    "blur" (a Gaussian blur of x, sigma ``blur_sigma``, default max(H, W) / 20), a constant (e.g.
+    0.0) or a tensor. Step 0 is the unperturbed image.
     The score is the softmax probability of ``target`` (None = the class predicted for x).
-    The model is used as it is (no mode change, no gradients).
+    The model is used as it is (no mode change, no gradients). A constant map scores NaN.
     """
     return _curve(model, x, attribution, target, n_steps, baseline, blur_sigma, batch_size, insert=False)
 
@@ -84,12 +93,18 @@ def insertion_auc(model: nn.Module, x: torch.Tensor, attribution: torch.Tensor, 
     return _curve(model, x, attribution, target, n_steps, baseline, blur_sigma, batch_size, insert=True)
 
 
-def _ranks(attribution: torch.Tensor) -> torch.Tensor:
-    """Each pixel's position (0 = most important) in its map's descending order; ties in index order."""
-    b = attribution.shape[0]
-    order = attribution.reshape(b, -1).sort(dim=1, descending=True, stable=True).indices
-    positions = torch.arange(order.shape[1], device=order.device).expand(b, -1).contiguous()
-    return torch.empty_like(order).scatter_(1, order, positions)
+def removal_weights(attribution: torch.Tensor, counts) -> torch.Tensor:
+    """How much of each pixel the first ``counts`` pixels in the map's order remove, (B, S, H, W) in [0, 1].
+
+    ``attribution`` (B, H, W), higher = removed first; ``counts`` (S,) numbers of pixels. A tied group
+    that straddles a count is removed by its expected share under random tie-breaking, the same
+    share for each of its pixels: the weights of one map and count sum to the count, and nothing
+    depends on the pixel index.
+    """
+    b, h, w = attribution.shape
+    above, tied = tie_groups(attribution)
+    counts = torch.as_tensor(counts, device=attribution.device).view(1, -1, 1)
+    return top_share(above[:, None], tied[:, None], counts).view(b, -1, h, w).to(attribution.dtype)
 
 
 def _curve(model, x, attribution, target, n_steps, baseline, blur_sigma, batch_size, insert) -> PerturbationCurve:
@@ -98,26 +113,27 @@ def _curve(model, x, attribution, target, n_steps, baseline, blur_sigma, batch_s
     n_steps = check_int("n_steps", n_steps)
     if batch_size is not None:
         check_int("batch_size", batch_size)
+    empty = no_map("insertion_auc" if insert else "deletion_auc", attribution).cpu()
     with eval_mode(model):
         targets = resolve_targets(target, logits(model, x, batch_size))
         base = _substrate(x, baseline, blur_sigma)
         before, after = (base, x) if insert else (x, base)
         b, _, h, w = x.shape
-        rank = _ranks(attribution)
+        above, tied = tie_groups(attribution)
         counts = torch.arange(n_steps + 1, device=x.device) * (h * w) // n_steps  # pixels changed at each step
 
         @torch.no_grad()
         def probabilities(items: slice) -> torch.Tensor:
             idx = torch.arange(items.start, items.stop, device=x.device)
             sample, step = idx // (n_steps + 1), idx % (n_steps + 1)
-            changed = (rank[sample] < counts[step, None]).view(-1, 1, h, w)
-            images = torch.where(changed, after[sample], before[sample])
+            changed = top_share(above[sample], tied[sample], counts[step, None]).view(-1, 1, h, w).to(x.dtype)
+            images = torch.lerp(before[sample], after[sample], changed)
             return select(run_model(model, images).float().softmax(dim=-1), targets[sample])
 
         scores = torch.cat([chunk for _, chunk in batched(b * (n_steps + 1), probabilities, model=model,
                                                           batch_size=batch_size, grad=False,
                                                           desc="deletion steps" if not insert else "insertion steps")])
-    scores = scores.view(b, n_steps + 1).cpu()
+    scores = torch.where(empty[:, None], torch.nan, scores.view(b, n_steps + 1).cpu())
     fractions = counts.float().cpu() / (h * w)
     return PerturbationCurve(fractions, scores, torch.trapezoid(scores, fractions, dim=1), targets.cpu())
 
@@ -192,7 +208,11 @@ def road(model: nn.Module, x: torch.Tensor, attribution: torch.Tensor, target=No
     (``noise``, ``seed``) and the softmax probability of ``target`` is read (None = the class
     predicted for x). Unlike a constant fill, the imputed region continues the image around it, so
     the model cannot read the removed region's *shape* (a leak Rong et al. measure). ``x`` (B, C, H,
-    W), ``attribution`` (B, H, W). Returns a :class:`PerturbationCurve`.
+    W), ``attribution`` (B, H, W) or a patch map (B, h, w) whose size divides (H, W). Returns a
+    :class:`PerturbationCurve`. Ties are averaged: a tied group straddling the count is imputed as
+    a whole, then blended with x by its expected share (:func:`removal_weights`). With
+    ``noise=0`` rotating or flipping image and map together changes nothing; the noise itself is
+    drawn in pixel order (the same in distribution). A constant map scores NaN.
     """
     x = check_images(model, x)
     attribution = check_map(attribution, x).to(x.device)
@@ -201,15 +221,37 @@ def road(model: nn.Module, x: torch.Tensor, attribution: torch.Tensor, target=No
     if fractions.ndim != 1 or len(fractions) < 2 or (fractions < 0).any() or (fractions >= 1).any():
         raise ValueError(f"fractions must be two or more shares of the pixels in [0, 1), got {fractions.tolist()}")
     b, _, h, w = x.shape
-    rank = _ranks(attribution if order == "morf" else -attribution)
+    empty = no_map("road", attribution).cpu()
+    weights = removal_weights(attribution if order == "morf" else -attribution,
+                              [int(f * h * w) for f in fractions.tolist()])
+    weights[empty.to(weights.device)] = 0.0  # no map: nothing to impute (scored NaN below)
     with eval_mode(model), torch.no_grad():
         targets = resolve_targets(target, logits(model, x, batch_size))
-        images = torch.cat([noisy_linear_imputation(x, (rank < int(f * h * w)).view(b, h, w), noise=noise,
-                                                    seed=seed + k) for k, f in enumerate(fractions.tolist())])
+        images = torch.cat([_impute(x, weights[:, k], noise=noise, seed=seed + k) for k in range(len(fractions))])
         sample = torch.arange(b, device=x.device).repeat(len(fractions))
         scores = torch.cat([select(chunk.softmax(dim=-1), targets[sample[items]]) for items, chunk in
                             batched(len(images), lambda items: run_model(model, images[items]).float(), model=model,
                                     batch_size=batch_size, grad=False, desc="ROAD steps")])
-    scores = scores.view(len(fractions), b).T.cpu()
+    scores = torch.where(empty[:, None], torch.nan, scores.view(len(fractions), b).T.cpu())
     fractions = fractions.float()
     return PerturbationCurve(fractions, scores, torch.trapezoid(scores, fractions, dim=1), targets.cpu())
+
+
+def _impute(x: torch.Tensor, weights: torch.Tensor, *, noise: float, seed: int) -> torch.Tensor:
+    """x with the pixels of ``weights`` (B, H, W) > 0 imputed, then blended with x by their weight (1: imputed).
+
+    The tied group that straddles the count (0 < weight < 1) is imputed as a whole. When that leaves
+    no pixel of an image to impute from (the group is the image's lowest and everything above it is
+    removed), the image is imputed in two passes: first the fully removed pixels (the group kept),
+    then the group from the rest.
+    """
+    removed = weights > 0
+    if not removed.any():
+        return x.clone()
+    whole = removed.flatten(1).all(dim=1)
+    first = torch.where(whole[:, None, None], weights >= 1, removed)
+    imputed = noisy_linear_imputation(x, first, noise=noise, seed=seed)
+    if whole.any():
+        group = whole[:, None, None] & removed & (weights < 1)
+        imputed = noisy_linear_imputation(imputed, group, noise=noise, seed=seed + 1)
+    return torch.lerp(x, imputed, weights[:, None].to(x.dtype))

@@ -22,7 +22,8 @@ from ..hooks import eval_mode, find_layer
 from ..inputs import check_int, check_number
 from ..targets import resolve_targets
 from . import _training
-from ._common import call_method, check_images, check_method, logits, pixel_map, spearman, ssim, takes_seed
+from ._common import (call_method, check_images, check_method, constant, logits, pixel_map, spearman, ssim,
+                      takes_seed, warn_no_map)
 
 __all__ = ["DataRandomization", "PASS_RATIO", "SanityCheck", "data_randomization", "noise_floor",
            "permuted_label_models", "randomization_passed", "randomization_sanity_check"]
@@ -63,8 +64,11 @@ def randomization_sanity_check(model: nn.Module, method, x: torch.Tensor, target
     re-initialised (cumulative, as in the paper); with ``cascade=False`` only that layer is. Module
     i of the model's parameterised modules is re-initialised (``reset_parameters()``, else N(0, 0.02))
     under seed ``seed + i``, so a layer gets the same weights in both modes.
-    Maps are compared as :func:`pixel_map` (``absolute``) by Spearman rank correlation and SSIM of
-    the [0, 1]-normalised maps; a constant map has no ranking and correlates 0.
+    Maps are compared as :func:`pixel_map` (``absolute``) by Spearman rank correlation (ties get
+    their average rank) and SSIM of the [0, 1]-normalised maps. A constant map (all-zero included)
+    has no ranking: its similarities are NaN ("no map") and a
+    :class:`~xaicourse.metrics.NoMapWarning` names the sample (and the layer, when the randomised
+    model's map is the constant one).
     """
     from tqdm.auto import tqdm
 
@@ -100,9 +104,21 @@ def randomization_sanity_check(model: nn.Module, method, x: torch.Tensor, target
             for i, state in saved.items():
                 modules[owners[i]].load_state_dict(state)
     randomized = torch.stack(randomized) if randomized else original.new_zeros((0, *original.shape))
+    _warn_constant("randomization_sanity_check", original, randomized, [name for name, _ in chosen])
     rho = torch.tensor([[spearman(o, r) for o, r in zip(original, maps)] for maps in randomized]).view(-1, len(x))
     structure = torch.tensor([[ssim(o, r) for o, r in zip(original, maps)] for maps in randomized]).view(-1, len(x))
     return SanityCheck([name for name, _ in chosen], rho, structure, original, randomized, cascade)
+
+
+def _warn_constant(metric: str, original: torch.Tensor, randomized: torch.Tensor, layers: list[str]) -> None:
+    """NoMapWarning for the samples whose original map, or whose map at a randomised layer, is constant."""
+    empty = constant(original)
+    warn_no_map(metric, empty, "a constant map on the intact model: it has no ranking to compare",
+                "its similarities are NaN")
+    for name, maps in zip(layers, randomized):
+        warn_no_map(f"{metric} (layer {name!r} randomised)", constant(maps) & ~empty,
+                    "a constant map on the randomised model: it has no ranking to compare",
+                    "its similarity at this layer is NaN")
 
 
 def _layers_top_down(model: nn.Module, layers, owners: list[str]) -> list[tuple[str, int]]:
@@ -146,8 +162,10 @@ def noise_floor(model: nn.Module, method, x: torch.Tensor, target=None, *, seeds
     ``method(model, x, targets, seed=s)`` is called for each seed of ``seeds`` when it takes a
     ``seed`` (e.g. ``lambda m, x, t, seed=0: xc.saliency.smoothgrad(m, x, t, seed=seed)``); a
     method without one is deterministic and called twice (its floor is 1 unless it is random
-    anyway). The maps are :func:`pixel_map` (``absolute``), the correlation is averaged over all
-    pairs of seeds. This is the similarity a randomised model must fall clearly below.
+    anyway). The maps are :func:`pixel_map` (``absolute``), the correlation (average ranks for
+    ties) is averaged over all pairs of seeds. This is the similarity a randomised model must fall
+    clearly below. A sample whose map is constant for some seed has no floor: NaN, with a
+    :class:`~xaicourse.metrics.NoMapWarning` (and :func:`randomization_passed` fails it).
     """
     check_method(method)
     x = check_images(model, x)
@@ -159,6 +177,8 @@ def noise_floor(model: nn.Module, method, x: torch.Tensor, target=None, *, seeds
     seeded = takes_seed(method)
     maps = [pixel_map(call_method(method, model, x, targets, seed if seeded else None), absolute).cpu()
             for seed in (seeds if seeded else seeds[:2])]
+    warn_no_map("noise_floor", torch.stack([constant(m) for m in maps]).any(dim=0),
+                "a constant map for at least one seed: it has no ranking to compare", "its floor is NaN")
     pairs = list(itertools.combinations(maps, 2))
     return torch.tensor([[spearman(a[i], b[i]) for a, b in pairs] for i in range(len(x))]).mean(dim=1)
 
@@ -170,11 +190,11 @@ def randomization_passed(similarity: torch.Tensor, floor: torch.Tensor, ratio: f
     (e.g. the mean |Spearman| over a cascade's stops); ``floor``: :func:`noise_floor`. A method whose
     maps disagree with themselves from seed to seed (a low floor) cannot pass: its change under
     randomisation cannot be told from its noise. A map that ignores the model (floor 1,
-    similarity 1) fails.
+    similarity 1) fails, and so does a sample without a map (NaN similarity or floor).
     """
     ratio = check_number("ratio", ratio, above=0, maximum=1)
     similarity, floor = torch.as_tensor(similarity).float(), torch.as_tensor(floor).float()
-    return (similarity.abs() <= ratio * floor) & (floor > 0)
+    return (similarity.abs() <= ratio * floor) & (floor > 0)  # NaN (no map) compares False: a fail
 
 
 @dataclass(frozen=True)
@@ -241,6 +261,9 @@ def data_randomization(method, x: torch.Tensor, target=None, *, models=None, tra
     targets = resolve_targets(target, logits(true_model, x))
     original = pixel_map(call_method(method, true_model, x, targets), absolute).cpu()
     randomized = pixel_map(call_method(method, random_model, x, targets), absolute).cpu()
+    warn_no_map("data_randomization", constant(original) | constant(randomized),
+                "a constant map (true-label or permuted-label model): it has no ranking to compare",
+                "its similarities are NaN")
     return DataRandomization(torch.tensor([spearman(a, b) for a, b in zip(original, randomized)]),
                              torch.tensor([ssim(a, b) for a, b in zip(original, randomized)]),
                              original, randomized, accuracy)

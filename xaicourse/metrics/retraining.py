@@ -23,9 +23,9 @@ from torch import nn
 from ..hooks import eval_mode
 from ..inputs import check_int
 from . import _training
-from ._common import call_method, check_method, pixel_map
 from ..inputs import check_choice
-from .faithfulness import _ranks, noisy_linear_imputation
+from ._common import call_method, check_method, constant, pixel_map, warn_no_map
+from .faithfulness import _impute, removal_weights
 
 __all__ = ["RoarResult", "roar"]
 
@@ -57,12 +57,16 @@ class RoarResult:
 
 
 def _remove(images: torch.Tensor, maps: torch.Tensor, fraction: float, fill) -> torch.Tensor:
-    """images with each one's top ``fraction`` of pixels (by its map) set to ``fill`` (C,), or imputed ("impute")."""
-    b, _, h, w = images.shape
-    removed = (_ranks(maps) < int(fraction * h * w)).view(b, h, w)
+    """images with each one's top ``fraction`` of pixels (by its map) set to ``fill`` (C,), or imputed ("impute").
+
+    Ties are averaged as in the deletion curves (:func:`~xaicourse.metrics.faithfulness.removal_weights`):
+    a tied group straddling the count is blended with the fill by its expected share.
+    """
+    _, _, h, w = images.shape
+    weights = removal_weights(maps, [int(fraction * h * w)])[:, 0]
     if isinstance(fill, str):
-        return noisy_linear_imputation(images, removed, noise=0.01, seed=0)
-    return torch.where(removed[:, None], fill.view(1, -1, 1, 1), images)
+        return _impute(images, weights, noise=0.01, seed=0)
+    return torch.lerp(images, fill.view(1, -1, 1, 1).to(images.dtype).expand_as(images), weights[:, None])
 
 
 def _maps(model, method, images, labels, seed) -> torch.Tensor:
@@ -126,6 +130,9 @@ def _run(model, methods, train, test, fractions, seeds, epochs, fill, make_model
     maps = {name: _check_maps(name, method, images) if isinstance(method, torch.Tensor)
             else _maps(model, method, images, labels, 0) for name, method in methods.items()}
     maps[RANDOM] = torch.rand(images.shape[0], *images.shape[-2:], generator=generator)
+    for name, m in maps.items():
+        warn_no_map(f"roar ({name!r})", constant(m), "a constant map", "its pixels are removed as one tied group, "
+                    "each faded by the fraction: those images test nothing about the ranking")
     desc = f"ROAR ({fill}): retraining"
     fill = train.images.mean(dim=(0, 2, 3)) if fill == "mean" else fill
     n_train = len(train.labels)
@@ -157,7 +164,8 @@ def _cache_key(model, methods, names, fractions, seeds, epochs, train, test) -> 
     digest = hashlib.sha256()
     for t in [*model.state_dict().values(), train.images, train.labels, test.images, test.labels]:
         digest.update(t.detach().cpu().contiguous().numpy().tobytes())
-    digest.update(repr((names, fractions, seeds, epochs)).encode())
+    # "ties averaged": results made before ties were averaged (index order) are not reused
+    digest.update(repr((names, fractions, seeds, epochs, "ties averaged")).encode())
     for maps in (m for m in methods.values() if isinstance(m, torch.Tensor)):
         digest.update(maps.detach().cpu().float().contiguous().numpy().tobytes())
     return digest.hexdigest()

@@ -19,7 +19,7 @@ from torch import nn
 from ..hooks import eval_mode
 from ..inputs import check_int, check_number, generator
 from ..targets import resolve_targets
-from ._common import call_method, check_images, check_method, logits
+from ._common import call_method, check_images, check_method, logits, warn_no_map
 
 __all__ = ["local_lipschitz", "max_sensitivity"]
 
@@ -32,7 +32,9 @@ def _explain(method, model, x, targets) -> torch.Tensor:
     return a.detach().flatten(1).double()
 
 
-def _perturbed_ratios(model, method, x, target, n_samples, seed, draw, denominator) -> torch.Tensor:
+def _perturbed_ratios(model, method, x, target, n_samples, seed, draw, denominator, zero=None) -> torch.Tensor:
+    """max over the copies of ||a(x + d) - a(x)|| / denominator(a(x), d), (B,); with ``zero`` (the metric's name)
+    a sample whose clean attribution is all zero scores NaN with a NoMapWarning."""
     check_method(method)
     x = check_images(model, x)
     n_samples = check_int("n_samples", n_samples)
@@ -45,7 +47,12 @@ def _perturbed_ratios(model, method, x, target, n_samples, seed, draw, denominat
             delta = draw(noise_source, x)
             changed = _explain(method, model, x + delta, targets) - original
             ratios.append(changed.norm(dim=1) / denominator(original, delta))
-    return torch.stack(ratios, dim=1).amax(dim=1).float().cpu()
+    ratios = torch.stack(ratios, dim=1).amax(dim=1).float().cpu()
+    if zero is not None:
+        empty = (original == 0).all(dim=1).cpu()
+        warn_no_map(zero, empty, "an all-zero attribution: no size to compare its changes with")
+        ratios = torch.where(empty, torch.nan, ratios)
+    return ratios
 
 
 def max_sensitivity(model: nn.Module, method, x: torch.Tensor, target=None, *, radius: float = 0.2,
@@ -55,14 +62,16 @@ def max_sensitivity(model: nn.Module, method, x: torch.Tensor, target=None, *, r
     d_i is uniform in [-``radius``, ``radius``] for every input value (one ``torch.rand(x.shape)`` per
     copy from a generator seeded with ``seed`` on x's device, mapped to [-radius, radius]); norms
     are Frobenius norms of each sample's attribution as the method returns it. An all-zero
-    attribution gives inf (or NaN when it stays zero). The targets stay those of x.
+    attribution has no size to be relative to: NaN, with a :class:`~xaicourse.metrics.NoMapWarning`.
+    The targets stay those of x. Norms do not depend on the scan order.
     """
     radius = check_number("radius", radius, above=0, hint=" (the half-width of the uniform noise)")
 
     def draw(noise_source, x):
         return (torch.rand(x.shape, generator=noise_source, device=x.device, dtype=x.dtype) * 2 - 1) * radius
 
-    return _perturbed_ratios(model, method, x, target, n_samples, seed, draw, lambda a, d: a.norm(dim=1))
+    return _perturbed_ratios(model, method, x, target, n_samples, seed, draw, lambda a, d: a.norm(dim=1),
+                             zero="max_sensitivity")
 
 
 def local_lipschitz(model: nn.Module, method, x: torch.Tensor, target=None, *, sigma: float = 0.1,
