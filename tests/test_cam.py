@@ -263,3 +263,30 @@ def test_layer_grids_from_one_forward_pass(resnet):
     grids = cam.layer_grids(resnet, cam.depth_layers(resnet), torch.zeros(1, 3, 64, 64))
     assert grids == {"layer1": (16, 16), "layer2": (8, 8), "layer3": (4, 4), "layer4": (2, 2)}
     assert hooks_left(resnet) == 0
+
+
+def test_guided_grad_cam_follows_the_paper_and_matches_captum():
+    # Guided Backprop x the ReLU'd Grad-CAM, upsampled without a shift (Captum's GuidedGradCam with the same bilinear
+    # upsampling); the min-max CAM of the old form zeroed the lowest-CAM region even where the CAM was positive.
+    # (A ReLU model: Captum's Guided Backprop overrides nn.ReLU only, so on EfficientNet-Lite0's ReLU6 it is the gradient.)
+    import warnings
+
+    from captum.attr import GuidedGradCam
+
+    model = xc.models.shapes_cnn("clean")  # trained, ReLU, its last conv block at 16 x 16
+    data = xc.data.shapes(6, seed=3)
+    layer, batch, targets = model.features[8], data.images, data.labels.tolist()
+    ours = cam.guided_grad_cam(model, layer, batch, targets)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = GuidedGradCam(model, layer).attribute(batch, target=targets, interpolate_mode="bilinear").detach()
+    for a, b in zip(ours, theirs):
+        r = np.corrcoef(a.flatten().numpy(), b.flatten().numpy())[0, 1]
+        assert r > 0.99, r
+    shifted = cam.guided_grad_cam(model, layer, batch, targets, minmax=True)
+    raw = cam._cam(model, layer, batch, targets, None, cam._grad_cam_weights, True, normalize=False)
+    positive = raw.flatten(1).amin(1) > 0  # a CAM positive everywhere: min-max would zero its lowest region
+    assert not torch.allclose(shifted, ours)
+    for a, b, p in zip(ours, theirs, positive):
+        if p:
+            assert ((a == 0) == (b == 0)).all()

@@ -210,3 +210,51 @@ def test_bad_baselines(x):
         dl.deeplift_shap(cnn(), x, 0, baselines=torch.zeros(2, 3, 4, 4))
     with pytest.raises(TypeError, match="baselines must be a tensor"):
         dl.deeplift_shap(cnn(), x, 0, baselines=[0.0])
+
+
+def _resnet18_deduplicated():
+    """torchvision's resnet18 (random weights, 10 classes) with each BasicBlock's shared ReLU split in two.
+
+    Captum's DeepLift needs one module per use of a nonlinearity (a shared nn.ReLU's hooks see only its
+    last input); ours handles sharing, but the oracle needs the de-duplicated model."""
+    from torchvision.models import resnet18
+    from torchvision.models.resnet import BasicBlock
+
+    torch.manual_seed(0)
+    model = resnet18(num_classes=10).double().eval()
+    for block in model.modules():
+        if isinstance(block, BasicBlock):
+            block.relu2 = nn.ReLU()
+
+            def forward(x, b=block):
+                identity = x if b.downsample is None else b.downsample(x)
+                return b.relu2(b.bn2(b.conv2(b.relu(b.bn1(b.conv1(x))))) + identity)
+
+            block.forward = forward
+    for m in model.modules():
+        if isinstance(m, nn.ReLU):
+            m.inplace = False
+    return model
+
+
+def test_overlapping_maxpool_adds_the_multipliers_of_every_window():
+    # kernel 3 > stride 2: an input that is the maximum of two windows gets both multipliers (max_unpool2d kept one,
+    # and the attributions missed F(x) - F(x0)); checked by summation against a random baseline
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(3, 2, 1), nn.Flatten(),
+                          nn.Linear(32, 2)).double().eval()
+    x, baseline = torch.randn(2, 2, 1, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    attr = dl.deeplift(model, x, 0, baseline=baseline)
+    assert dl.summation_delta(model, x, attr, 0, baseline=baseline).abs().max() < 1e-12
+    assert attr.conservation.holds.all()
+    assert torch.allclose(dl.deeplift(model, x, 0), captum(DeepLift, model, x, target=0), atol=1e-12)
+
+
+def test_resnet18_matches_captum_and_sums_to_delta():
+    # torchvision's stem pool is 3 x 3 / 2 (overlapping): before the scatter-add fix the sum missed F(x) - F(0)
+    model = _resnet18_deduplicated()
+    x = torch.randn(2, 3, 64, 64, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    ours = dl.deeplift(model, x, 3)
+    theirs = captum(DeepLift, model, x, target=3)
+    assert (ours - theirs).abs().max() < 1e-10 * theirs.abs().max()
+    assert dl.summation_delta(model, x, ours, 3).abs().max() < 1e-10

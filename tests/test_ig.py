@@ -130,11 +130,11 @@ def test_memory_budget_sets_chunk(images, monkeypatch):
     try:
         monkeypatch.setattr(ig, "MEMORY_BUDGET_BYTES", 1)
         ig.integrated_gradients(model, images, 0, n_steps=4)
-        assert sizes[1:] == [1, 1, 1, 1]  # after the forward pass that finds the targets: one point at a time
+        assert sizes[2:] == [1, 1, 1, 1]  # after the passes of x (targets) and the baseline (completeness): one at a time
         sizes.clear()
         monkeypatch.setattr(ig, "MEMORY_BUDGET_BYTES", 2**30)
         ig.integrated_gradients(model, images, 0, n_steps=10)
-        assert sizes[1:] == [1, 9]  # the first point alone while its bytes are measured, then the rest
+        assert sizes[2:] == [1, 9]  # the first point alone while its bytes are measured, then the rest
     finally:
         handle.remove()
 

@@ -226,6 +226,17 @@ OTHER_CASES = {
     "viz.map_panel: unknown kind": (lambda: xc.viz.map_panel(None, np.zeros((4, 4)), kind="rainbow"), ValueError, "pixels"),
     "viz.token_bars: values of another length": (lambda: xc.viz.token_bars(["a"], torch.rand(2)), ValueError, "tokens"),
     "batching.chunks: chunks of 0": (lambda: xc.batching.chunks(10, 0), ValueError, "limit"),
+    "batching.chunk_limit: not a function": (lambda: xc.batching.chunk_limit(NET, 3, grad=True, n_items=2), TypeError, "function"),
+    "baselines.as_baseline: a NaN number": (lambda: xc.baselines.as_baseline(float("nan"), X), ValueError, "finite"),
+    "baselines.as_baselines: a list": (lambda: xc.baselines.as_baselines([0.0], X), TypeError, "tensor"),
+    "guarantees.check_conservation: an unknown bound": (lambda: xc.guarantees.check_conservation(
+        torch.zeros(2), torch.zeros(2), torch.zeros(2), method="m", property="p", causes="", bound="below"), ValueError, "bound"),
+    "numerics.safe_divide: a number": (lambda: xc.numerics.safe_divide(1.0, torch.ones(2)), TypeError, "two tensors"),
+    "targets.check_targets: target out of range": (lambda: xc.targets.check_targets(7, 2, 3), ValueError, r"0\.\.2"),
+    "targets.chunk_targets: a float target": (lambda: xc.targets.chunk_targets(1.5, torch.zeros(2, 3), slice(0, 2), 2, {}),
+                                              TypeError, "target"),
+    "deeplift.unknown_modules: not a model": (lambda: xc.deeplift.unknown_modules(3), TypeError, "nn.Module"),
+    "lrp.unfitting_modules: not a model": (lambda: xc.lrp.unfitting_modules(3), TypeError, "nn.Module"),
     "batching.measure_bytes: not a function": (lambda: xc.batching.measure_bytes(NET, 3, grad=True), TypeError, "function"),
     "batching.batched: batch_size 0": (lambda: list(xc.batching.batched(3, lambda s: s, model=NET, batch_size=0)), ValueError, "batch_size"),
     "maps.as_maps: not a tensor": (lambda: xc.maps.as_maps([1.0]), TypeError, "Tensor"),
@@ -333,11 +344,14 @@ NOT_CATALOGUED = {
     "widgets.cam_methods": "takes no arguments",
     "inputs.warn_if_zero": "inspects any result and warns; it never raises",
     "inputs.has_values": "reads a tensor's device; any tensor is valid",
+    "metrics.NoMapWarning": "a warning class",
+    "guarantees.ConservationWarning": "a warning class",
+    "guarantees.Conservation": "a result container returned by the package (attributions.conservation)",
 }
 # Modules outside the catalogue: the graders are tested against wrong learner code in tests/test_checks*.py;
 # environment and notebooks are command-line tools tested in tests/test_project.py and tests/test_notebooks.py.
-CATALOGUED_MODULES = ("attention", "batching", "cam", "data", "deeplift", "diagnose", "hooks", "ig", "inputs", "interpret",
-                      "lime", "lrp", "maps", "metrics", "models", "relevance", "saliency", "shapley", "targets", "train", "viz",
+CATALOGUED_MODULES = ("attention", "baselines", "batching", "cam", "data", "deeplift", "diagnose", "guarantees", "hooks", "ig", "inputs",
+                      "interpret", "lime", "lrp", "maps", "metrics", "models", "numerics", "relevance", "saliency", "shapley", "targets", "train", "viz",
                       "widgets")
 
 

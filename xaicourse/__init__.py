@@ -14,7 +14,7 @@ _torchvision_compat.install_import_hook()
 
 __version__ = "0.1.0"
 # Every submodule, by layer (imports only point down; tests/test_architecture.py checks it).
-PLUMBING = ["batching", "environment", "hooks", "inputs", "paths", "targets", "testing"]
+PLUMBING = ["baselines", "batching", "environment", "guarantees", "hooks", "inputs", "numerics", "paths", "targets", "testing"]
 MODELS_AND_DATA = ["data", "models", "train"]
 METHODS = ["attention", "cam", "deeplift", "diagnose", "ig", "lime", "lrp", "maps", "metrics", "relevance", "saliency",
            "shapley"]

@@ -31,8 +31,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-__all__ = ["DEFAULT_BUDGET_BYTES", "NO_GRAD_FACTOR", "PROGRESS_AFTER_S", "batched", "cache_bytes", "chunks",
-           "measure_bytes"]
+__all__ = ["DEFAULT_BUDGET_BYTES", "NO_GRAD_FACTOR", "PROGRESS_AFTER_S", "batched", "cache_bytes", "chunk_limit",
+           "chunks", "measure_bytes"]
 
 DEFAULT_BUDGET_BYTES = 384 * 2**20
 NO_GRAD_FACTOR = 8
@@ -103,6 +103,25 @@ def measure_bytes(model: nn.Module, run: Callable[[], object], *, grad: bool) ->
     return result, NO_GRAD_FACTOR * largest[0]
 
 
+def chunk_limit(model: nn.Module, run_one: Callable[[], object], *, grad: bool, n_items: int,
+                budget: int = DEFAULT_BUDGET_BYTES) -> int:
+    """How many items fit in one chunk: ``budget`` over the bytes ``run_one()`` (one item) needs. Chapter 01.
+
+    For code that hands the chunk size to another library (Captum's ``internal_batch_size``) instead
+    of looping with :func:`batched`: the same measurement and the same rule (at least 1, at most
+    ``n_items``; on a CPU without gradients, also the cache cap of the module docstring).
+    """
+    _, nbytes = measure_bytes(model, run_one, grad=grad)
+    return _limit(model, nbytes, grad, budget, n_items)
+
+
+def _limit(model, nbytes: int, grad: bool, budget: int, n_items: int) -> int:
+    limit = max(1, budget // max(nbytes, 1))
+    if not grad and _on_cpu(model):  # keep a chunk's activations in the CPU's cache (module docstring)
+        limit = min(limit, max(1, cache_bytes() // 2 // max(nbytes // NO_GRAD_FACTOR, 1)))
+    return max(1, min(limit, n_items))
+
+
 def batched(n_items: int, run: Callable[[slice], object], *, model: nn.Module, batch_size: int | None = None,
             budget: int = DEFAULT_BUDGET_BYTES, grad: bool = True, desc: str | None = None,
             progress: bool | None = None) -> Iterator[tuple[slice, object]]:
@@ -126,9 +145,7 @@ def batched(n_items: int, run: Callable[[slice], object], *, model: nn.Module, b
         started = time.perf_counter()
         first, nbytes = measure_bytes(model, lambda: run(slice(0, 1)), grad=grad)
         elapsed = time.perf_counter() - started
-        limit = max(1, budget // max(nbytes, 1))
-        if not grad and _on_cpu(model):  # keep a chunk's activations in the CPU's cache (module docstring)
-            limit = min(limit, max(1, cache_bytes() // 2 // max(nbytes // NO_GRAD_FACTOR, 1)))
+        limit = _limit(model, nbytes, grad, budget, n_items)
         ranges = [(1 + a, 1 + b) for a, b in chunks(n_items - 1, limit)]
         if progress is None:
             progress = elapsed * n_items > PROGRESS_AFTER_S

@@ -33,6 +33,7 @@ from .batching import batched
 from .hooks import find_layer, record_layer
 from .inputs import check_int, explainer, has_values, model_input, run_model
 from .maps import upsample
+from .numerics import safe_divide
 from .saliency import guided_backprop
 from .targets import resolve_targets, select
 
@@ -81,13 +82,22 @@ def score_cam(model: nn.Module, layer, x: torch.Tensor, target=None, *, reshape=
 
 
 @explainer
-def guided_grad_cam(model: nn.Module, layer, x: torch.Tensor, target=None, *, reshape=None) -> torch.Tensor:
+def guided_grad_cam(model: nn.Module, layer, x: torch.Tensor, target=None, *, reshape=None,
+                    minmax: bool = False) -> torch.Tensor:
     """Guided Grad-CAM (Selvaraju et al., 2017): Guided Backprop times the upsampled Grad-CAM, (B, C, H, W).
 
-    The product keeps Guided Backprop's fine edges where Grad-CAM finds class evidence. Like Guided
-    Backprop it barely changes when the model's weights are randomised (chapters 07 and 08).
+    As in the paper and Captum's ``GuidedGradCam``: the Grad-CAM is the ReLU of the weighted
+    channels, upsampled (bilinear, half-pixel centres) and multiplied in without a shift, so a
+    region with positive class evidence keeps its Guided Backprop detail. Each sample's CAM is
+    divided by its maximum (a scale only: the map's shape is the paper's; measured against Captum's
+    GuidedGradCam with ``interpolate_mode="bilinear"`` in tests/test_cam.py). ``minmax=True`` uses
+    the display CAM of :func:`grad_cam` instead (min-max scaled, which zeroes the region of the
+    lowest CAM value even where that value is positive). Like Guided Backprop, the product barely
+    changes when the model's weights are randomised (chapters 07 and 08).
     """
-    maps = grad_cam(model, layer, x, target, reshape=reshape)
+    maps = _cam(model, layer, x, target, reshape, _grad_cam_weights, needs_gradients=True, normalize=minmax)
+    if not minmax:
+        maps = safe_divide(maps, maps.flatten(1).amax(1).view(-1, 1, 1))
     return guided_backprop(model, x, target) * maps[:, None]
 
 
@@ -120,7 +130,8 @@ def _score_cam_weights(model, acts, x, targets, batch_size):
 # --------------------------------------------------------------------------------------------
 # The shared core
 # --------------------------------------------------------------------------------------------
-def _cam(model, layer, x, target, reshape, channel_weights: Callable, needs_gradients: bool) -> torch.Tensor:
+def _cam(model, layer, x, target, reshape, channel_weights: Callable, needs_gradients: bool,
+         normalize: bool = True) -> torch.Tensor:
     x = model_input(model, x)
     if layer is None:
         layer = find_target_layer(model)
@@ -140,7 +151,7 @@ def _cam(model, layer, x, target, reshape, channel_weights: Callable, needs_grad
     weights = channel_weights(acts, grads, x, targets)  # (B, K)
     cam = (weights[:, :, None, None] * acts).sum(dim=1).clamp(min=0)
     _warn_if_empty(cam, grads, name)
-    return upsample(cam, x.shape[-2:], normalize=True)
+    return upsample(cam, x.shape[-2:], normalize=normalize)
 
 
 def _warn_if_empty(cam: torch.Tensor, grads: torch.Tensor | None, name: str) -> None:

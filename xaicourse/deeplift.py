@@ -34,11 +34,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .baselines import as_baseline, as_baselines
 from .batching import batched
-from .inputs import explainer, has_values, model_input, run_model
-from .targets import resolve_targets, select
+from .guarantees import check_conservation
+from .inputs import check_model, explainer, has_values, model_input, run_model
+from .targets import chunk_targets, resolve_targets, select
 
-__all__ = ["ELEMENTWISE", "EPS", "deeplift", "deeplift_shap", "rescale_multiplier", "summation_delta"]
+__all__ = ["ELEMENTWISE", "EPS", "LINEAR", "deeplift", "deeplift_shap", "rescale_multiplier", "summation_delta",
+           "unknown_modules"]
 
 #: Modules treated as elementwise nonlinearities (the rescale rule). Captum's DeepLift knows ReLU,
 #: ELU, LeakyReLU, Sigmoid, Tanh and Softplus; the others here (ReLU6 in EfficientNet-Lite0, GELU,
@@ -108,28 +111,36 @@ class _Rescale(torch.autograd.Function):
         return grad_inp, (pairs * small).reshape(grad.shape), None, None
 
 
+def _unpool_add(values: torch.Tensor, indices: torch.Tensor, size) -> torch.Tensor:
+    """Max-unpooling that *adds*: each pooled value goes back to its argmax, and an input that is the
+    maximum of several overlapping windows (kernel > stride, e.g. ResNet's 3x3 / 2 stem pool) receives
+    the sum. (``F.max_unpool2d`` keeps one of the repeated values, so multipliers would be lost.)"""
+    n, c = values.shape[:2]
+    out = values.new_zeros(n, c, size[0] * size[1])
+    return out.scatter_add_(2, indices.flatten(2), values.flatten(2)).view(n, c, *size)
+
+
 class _MaxPoolRescale(torch.autograd.Function):
     """Forward: max pooling's output. Backward: Captum's max-pool rule (differences go to the maxima)."""
 
     @staticmethod
-    def forward(ctx, inp, out, delta_in, delta_out, indices, shape, pool):
+    def forward(ctx, inp, out, delta_in, delta_out, indices, shape):
         ctx.save_for_backward(delta_in, delta_out, indices)
-        ctx.shape, ctx.pool = shape, pool
+        ctx.shape = shape
         return out.clone()
 
     @staticmethod
     def backward(ctx, grad):
         delta_in, delta_out, indices = ctx.saved_tensors
-        kernel, stride, padding = ctx.pool
         half = len(grad) // 2
         g = grad[:half]  # the inputs' multipliers; the references' half carries none
         size = ctx.shape[-2:]
-        unpooled = F.max_unpool2d(torch.cat([g, g]) * delta_out, indices, kernel, stride, padding, output_size=size)
+        unpooled = _unpool_add(torch.cat([g, g]) * delta_out, indices, size)
         moved = unpooled[:half] + unpooled[half:]
-        plain = F.max_unpool2d(g, indices[:half], kernel, stride, padding, output_size=size)  # the ordinary gradient
+        plain = _unpool_add(g, indices[:half], size)  # the ordinary gradient
         small = delta_in.abs() < EPS
         mult = torch.where(small, plain, moved / torch.where(small, torch.ones_like(delta_in), delta_in))
-        return torch.cat([mult, torch.zeros_like(mult)]), None, None, None, None, None, None
+        return torch.cat([mult, torch.zeros_like(mult)]), None, None, None, None, None
 
 
 def _rescale_output(module, inp, out):
@@ -151,8 +162,7 @@ def _maxpool_output(module, inp, out, half):
         top = torch.max(y, y0)
         delta_out = torch.cat([top - y0, y - top])
         _, indices = F.max_pool2d(inp.detach(), module.kernel_size, module.stride, module.padding, return_indices=True)
-    return _MaxPoolRescale.apply(inp, out.detach(), x - x0, delta_out, indices, tuple(inp.shape),
-                                 (module.kernel_size, module.stride, module.padding))
+    return _MaxPoolRescale.apply(inp, out.detach(), x - x0, delta_out, indices, tuple(inp.shape))
 
 
 def _nonlinear_modules(model: nn.Module) -> list[nn.Module]:
@@ -193,68 +203,70 @@ def _hooked(model: nn.Module):
     return remove
 
 
+#: Modules whose differences are linear in their input differences: multipliers pass through them as gradients.
+LINEAR = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.BatchNorm1d,
+          nn.BatchNorm2d, nn.BatchNorm3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool1d,
+          nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.Flatten, nn.Unflatten, nn.Identity, nn.Dropout, nn.Dropout1d,
+          nn.Dropout2d, nn.Dropout3d, nn.ZeroPad2d, nn.ConstantPad1d, nn.ConstantPad2d, nn.Upsample, nn.PixelShuffle)
+
+
+def unknown_modules(model: nn.Module) -> list[str]:
+    """The leaf modules DeepLIFT's rules do not cover, as "name (Type)": they pass plain gradients. Chapter 08.
+
+    A leaf module that is neither a rule (:data:`ELEMENTWISE`, ``nn.MaxPool2d``) nor linear
+    (:data:`LINEAR`): LayerNorm, softmax, attention, adaptive max pooling, ... Nonlinearities called
+    as functions in ``forward`` (``F.relu``, a squeeze-excitation gate ``x * s``, attention's
+    softmax) are not modules and cannot be listed: the summation check on each call catches them.
+    """
+    check_model(model)
+    return [f"{name} ({type(m).__name__})" for name, m in model.named_modules()
+            if next(m.children(), None) is None and m is not model and not isinstance(m, ELEMENTWISE + LINEAR + (nn.MaxPool2d,))]
+
+
+def _causes(model: nn.Module) -> str:
+    unknown = unknown_modules(model)
+    if unknown:
+        more = f" and {len(unknown) - 6} more" if len(unknown) > 6 else ""
+        return (f"The rescale rule does not know {', '.join(unknown[:6])}{more}: they pass plain gradients. Use a "
+                "model of the supported modules (deeplift.ELEMENTWISE, LINEAR, MaxPool2d), or a method without this "
+                "limit (Integrated Gradients, KernelSHAP).")
+    return ("Every module is supported, so a nonlinearity is called as a function inside forward (F.relu, "
+            "torch.sigmoid, a squeeze-excitation gate x * s, attention's softmax) and passes a plain gradient: make it "
+            "a module, or use Integrated Gradients.")
+
+
 def _pair_attributions(model, xs, refs, target, batch_size=None, desc="DeepLIFT"):
-    """(x - x0) * multipliers for each pair (xs[i], refs[i]), in chunks: a tensor shaped like ``xs``.
+    """(x - x0) * multipliers for each pair (xs[i], refs[i]) in chunks, and F(x_i) - F(x0_i) of the target (B,).
 
     ``target`` as the caller gave it: it is resolved from the pairs' own forward pass (the hooks
     leave the forward values unchanged), so no extra pass of the model is needed for it."""
     out = torch.empty_like(xs)
+    change = torch.empty(len(xs), dtype=torch.float64, device=xs.device)
     unhook = _hooked(model)
-    resolved = {}
+    memo = {}
 
     def run(items):
         x = xs[items].detach().requires_grad_(True)
         with torch.enable_grad():
             logits = run_model(model, torch.cat([x, refs[items]]))
-            if target is None:
-                t = logits[:len(x)].detach().argmax(dim=1)
-            else:  # checked once against the number of classes, for the whole batch
-                if "all" not in resolved:
-                    resolved["all"] = resolve_targets(target, logits.new_zeros(len(xs), logits.shape[1]))
-                t = resolved["all"][items]
-            (grad,) = torch.autograd.grad(select(logits[:len(x)], t).sum(), x)
-        return (xs[items] - refs[items]) * grad
+            t = chunk_targets(target, logits[:len(x)], items, len(xs), memo)
+            scores = select(logits, torch.cat([t, t]))
+            (grad,) = torch.autograd.grad(scores[:len(x)].sum(), x)
+        return (xs[items] - refs[items]) * grad, (scores[:len(x)] - scores[len(x):]).detach().double()
 
     try:
-        for items, attr in batched(len(xs), run, model=model, batch_size=batch_size, grad=True, desc=desc):
-            out[items] = attr
+        for items, (attr, diff) in batched(len(xs), run, model=model, batch_size=batch_size, grad=True, desc=desc):
+            out[items], change[items] = attr, diff
     finally:
         unhook()
-    return out
+    return out, change
 
 
-def _as_baseline(baseline, x: torch.Tensor) -> torch.Tensor:
-    """None -> zeros; a number; a tensor shaped like ``x``, like one sample, or (1, ...): broadcast to ``x``."""
-    if baseline is None:
-        return torch.zeros_like(x)
-    if isinstance(baseline, (int, float)) and not isinstance(baseline, bool):
-        return torch.full_like(x, float(baseline))
-    if not isinstance(baseline, torch.Tensor):
-        raise TypeError(f"baseline must be None (zeros), a number or a tensor, got {type(baseline).__name__}")
-    baseline = baseline.detach().to(device=x.device, dtype=x.dtype)
-    if baseline.shape == x.shape[1:] or (baseline.ndim == x.ndim and len(baseline) == 1 and baseline.shape[1:] == x.shape[1:]):
-        return baseline.expand_as(x).contiguous()
-    if baseline.shape != x.shape:
-        raise ValueError(f"baseline shape {tuple(baseline.shape)} does not match x {tuple(x.shape)}: give one baseline "
-                         f"per sample {tuple(x.shape)}, one for all {tuple(x.shape[1:])}, or a number")
-    if not torch.isfinite(baseline).all():
-        raise ValueError("baseline contains NaN or inf values")
-    return baseline
-
-
-def _as_baselines(baselines, x: torch.Tensor) -> torch.Tensor:
-    """A stack of K baselines (K, *x.shape[1:]) on x's device and dtype."""
-    if not isinstance(baselines, torch.Tensor):
-        raise TypeError(f"baselines must be a tensor (K, {', '.join(map(str, x.shape[1:]))}) of K reference inputs, "
-                        f"got {type(baselines).__name__}")
-    if baselines.shape == x.shape[1:]:
-        baselines = baselines.unsqueeze(0)
-    if baselines.ndim != x.ndim or baselines.shape[1:] != x.shape[1:] or len(baselines) == 0:
-        raise ValueError(f"baselines must be a stack (K, {', '.join(map(str, x.shape[1:]))}) of K >= 1 reference "
-                         f"inputs, got shape {tuple(baselines.shape)}")
-    if not torch.isfinite(baselines).all():
-        raise ValueError("baselines contain NaN or inf values")
-    return baselines.detach().to(device=x.device, dtype=x.dtype)
+def _checked(model, attributions, change, method, stacklevel=5):
+    """Summation to delta checked on the result (guarantees.check_conservation), naming unknown modules."""
+    return check_conservation(attributions, attributions.flatten(1).double().sum(1), change, method=method,
+                              property="summation to delta", causes=_causes(model), unsupported=unknown_modules(model),
+                              stacklevel=stacklevel)
 
 
 @explainer
@@ -269,7 +281,8 @@ def deeplift(model: nn.Module, x: torch.Tensor, target=None, *, baseline=None, b
     for the nonlinearities Captum supports. Chapter 08.
     """
     x = model_input(model, x, image=False)
-    return _pair_attributions(model, x, _as_baseline(baseline, x), target, batch_size)
+    attributions, change = _pair_attributions(model, x, as_baseline(baseline, x), target, batch_size)
+    return _checked(model, attributions, change, "deeplift")
 
 
 @explainer
@@ -283,14 +296,15 @@ def deeplift_shap(model: nn.Module, x: torch.Tensor, target=None, *, baselines, 
     as Captum's ``DeepLiftShap``. Chapter 08.
     """
     x = model_input(model, x, image=False)
-    refs = _as_baselines(baselines, x)
+    refs = as_baselines(baselines, x)
     with torch.no_grad():
         targets = resolve_targets(target, run_model(model, x))
     k = len(refs)
     xs = x.repeat_interleave(k, dim=0)
-    pairs = _pair_attributions(model, xs, refs.repeat(len(x), *[1] * (x.ndim - 1)), targets.repeat_interleave(k),
-                               batch_size, desc="DeepLiftShap")
-    return pairs.view(len(x), k, *x.shape[1:]).mean(1)
+    pairs, change = _pair_attributions(model, xs, refs.repeat(len(x), *[1] * (x.ndim - 1)),
+                                       targets.repeat_interleave(k), batch_size, desc="DeepLiftShap")
+    attributions = pairs.view(len(x), k, *x.shape[1:]).mean(1)
+    return _checked(model, attributions, change.view(len(x), k).mean(1), "deeplift_shap")
 
 
 def summation_delta(model: nn.Module, x: torch.Tensor, attributions: torch.Tensor, target=None, *,
@@ -309,9 +323,9 @@ def summation_delta(model: nn.Module, x: torch.Tensor, attributions: torch.Tenso
         out = run_model(model, x)
         targets = resolve_targets(target, out)
         if isinstance(baseline, torch.Tensor) and baseline.ndim == x.ndim and len(baseline) not in (1, len(x)):
-            refs = _as_baselines(baseline, x)
+            refs = as_baselines(baseline, x)
             ref_scores = torch.stack([select(run_model(model, refs), torch.full((len(refs),), int(t), device=x.device)).mean()
                                       for t in targets])
         else:
-            ref_scores = select(run_model(model, _as_baseline(baseline, x)), targets)
+            ref_scores = select(run_model(model, as_baseline(baseline, x)), targets)
         return attributions.to(x).flatten(1).sum(1) - (select(out, targets) - ref_scores)

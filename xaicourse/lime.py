@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .deeplift import _as_baseline
+from .baselines import as_baseline
 from .inputs import check_int, check_number, explainer, model_input, run_model
 from .shapley import _check_samples, _spread, coalition_scores, feature_index
 from .targets import resolve_targets
@@ -103,7 +103,7 @@ def lime(model: nn.Module, x: torch.Tensor, target=None, *, feature_mask, baseli
     back). Chapter 08.
     """
     x = model_input(model, x, image=False)
-    refs = _as_baseline(baseline, x)
+    refs = as_baseline(baseline, x)
     index, counts = feature_index(feature_mask, x)
     for m in counts:
         _check_samples(n_samples, m, m + 1, "the surrogate has an intercept and one coefficient per feature, "

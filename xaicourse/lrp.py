@@ -38,11 +38,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from .batching import batched
-from .inputs import check_choice, check_number, explainer, model_input, run_model
-from .targets import resolve_targets
+from .guarantees import check_conservation
+from .inputs import check_choice, check_model, check_number, explainer, model_input, run_model
+from .targets import chunk_targets, resolve_targets
 
-__all__ = ["COMPOSITES", "FIRST_RULES", "RULES", "layer_relevances", "lrp", "lrp_epsilon", "lrp_flat", "lrp_gamma",
-           "lrp_wsquare", "lrp_zplus", "merge_batchnorm"]
+__all__ = ["COMPOSITES", "FIRST_RULES", "FITTING", "RULES", "layer_relevances", "lrp", "lrp_epsilon", "lrp_flat",
+           "lrp_gamma", "lrp_wsquare", "lrp_zplus", "merge_batchnorm", "unfitting_modules"]
 
 #: composite name -> (rule of the first layer, rule of the other convolutions, rule of the dense layers)
 COMPOSITES = {
@@ -316,8 +317,9 @@ def lrp(model: nn.Module, x: torch.Tensor, target=None, *, composite: str = "eps
         low = torch.as_tensor(low, dtype=x.dtype, device=x.device).expand(x.shape[1:])
         high = torch.as_tensor(high, dtype=x.dtype, device=x.device).expand(x.shape[1:])
     out = torch.empty_like(x)
+    logit = torch.empty(len(x), dtype=torch.float64, device=x.device)
     # one composite per chunk size: z-box needs low / high shaped like the chunk
-    state, resolved = {}, {}
+    state, memo = {}, {}
 
     def run(items):
         n = items.stop - items.start
@@ -327,17 +329,45 @@ def lrp(model: nn.Module, x: torch.Tensor, target=None, *, composite: str = "eps
         inputs = x[items].detach().requires_grad_(True)
         with state[n].context(model) as modified, torch.enable_grad():
             logits = run_model(modified, inputs)  # the rules change the backward pass only
-            if target is None:
-                t = logits.detach().argmax(dim=1)
-            else:  # checked once against the number of classes, for the whole batch
-                if "all" not in resolved:
-                    resolved["all"] = resolve_targets(target, logits.new_zeros(len(x), logits.shape[1]))
-                t = resolved["all"][items]
-            t = t.view(-1, 1)
+            t = chunk_targets(target, logits, items, len(x), memo).view(-1, 1)
             grad_out = torch.zeros_like(logits).scatter_(1, t, logits.detach().gather(1, t))
             (relevance,) = torch.autograd.grad(logits, inputs, grad_out)
-        return relevance
+        return relevance, grad_out.sum(1).double()
 
-    for items, relevance in batched(len(x), run, model=model, batch_size=batch_size, grad=True, desc="LRP"):
-        out[items] = relevance
-    return out
+    for items, (relevance, value) in batched(len(x), run, model=model, batch_size=batch_size, grad=True, desc="LRP"):
+        out[items], logit[items] = relevance, value
+    return check_conservation(out, out.flatten(1).double().sum(1), logit, method="lrp", property="conservation",
+                              bound="at_most", causes=_causes(model), unsupported=unfitting_modules(model),
+                              stacklevel=4)
+
+
+#: Leaf modules LRP's rules fit: the linear layers get the composite's rules, BatchNorm is merged, pooling is
+#: normalised, and the ReLU family is piecewise linear through zero, so relevance passes through it unchanged.
+FITTING = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.AvgPool2d,
+           nn.AdaptiveAvgPool2d, nn.MaxPool2d, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.Dropout, nn.Identity,
+           nn.Flatten)
+
+
+def unfitting_modules(model: nn.Module) -> list[str]:
+    """Leaf modules the LRP rules do not fit, as "name (Type)". Chapter 08.
+
+    zennit passes relevance unchanged through every activation, which conserves it only for the ReLU
+    family (:data:`FITTING`); through Hardswish, SiLU, GELU, sigmoid gates (squeeze-excitation),
+    LayerNorm or attention the input relevance can sum to many times the logit.
+    """
+    check_model(model)
+    return [f"{name} ({type(m).__name__})" for name, m in model.named_modules()
+            if next(m.children(), None) is None and m is not model and not isinstance(m, FITTING)]
+
+
+def _causes(model: nn.Module) -> str:
+    unfit = unfitting_modules(model)
+    if unfit:
+        more = f" and {len(unfit) - 6} more" if len(unfit) > 6 else ""
+        return (f"The rules do not fit {', '.join(unfit[:6])}{more}: relevance passes through them unchanged, which "
+                "creates relevance. LRP is defined for ReLU networks of linear layers; use a method without this "
+                "limit (Integrated Gradients) for this model.")
+    return ("Every module fits, so either the epsilon rule divides by pre-activations near zero (a logit near zero "
+            "with large biases: raise epsilon), or relevance is created where forward computes something the hooks do "
+            "not see: a residual addition (torchvision ResNets get zennit's ResNetCanonizer automatically; for other "
+            "residual models write a canonizer), a product of activations (x * gate) or a function such as F.silu.")

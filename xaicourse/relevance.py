@@ -45,7 +45,8 @@ import torch
 from torch import nn
 
 from . import attention as attention_maths
-from .batching import DEFAULT_BUDGET_BYTES, measure_bytes
+from .baselines import as_baseline
+from .batching import chunk_limit
 from .cam import prefix_tokens
 from .hooks import eval_mode, record_layer
 from .inputs import check_choice, check_int, explainer, model_input, warn_if_zero
@@ -349,20 +350,14 @@ def _patch_ig(model, x, target, *, layer, baseline, n_steps, batch_size):
     if batch_size is not None:
         check_int("batch_size", batch_size)
     layer = _patch_layer(model) if layer is None else layer
-    if baseline is None or isinstance(baseline, (int, float)):
-        reference = torch.full_like(x, float(baseline or 0.0))
-    elif isinstance(baseline, torch.Tensor):
-        reference = baseline.to(x).expand_as(x)
-    else:
-        raise TypeError(f"baseline must be None, a number or a tensor like x, got {type(baseline).__name__}")
+    reference = as_baseline(baseline, x)
     with torch.no_grad():
         targets = resolve_targets(target, read_logits(model(x)))
     forward = functools.partial(_logits_of, model)
     if batch_size is None:
         with torch.enable_grad():
             one = x[:1].detach().requires_grad_(True)
-            _, nbytes = measure_bytes(model, lambda: forward(one).sum(), grad=True)
-        batch_size = max(1, min(n_steps * len(x), DEFAULT_BUDGET_BYTES // max(nbytes, 1)))
+            batch_size = chunk_limit(model, lambda: forward(one).sum(), grad=True, n_items=n_steps * len(x))
     attributions = LayerIntegratedGradients(forward, layer).attribute(
         x, baselines=reference, target=targets, n_steps=n_steps, method="gausslegendre",
         internal_batch_size=batch_size)

@@ -34,9 +34,11 @@ import math
 import torch
 from torch import nn
 
+from .baselines import as_baseline, as_baselines
 from .batching import batched
-from .deeplift import _as_baseline, _as_baselines
+from .guarantees import check_conservation
 from .inputs import check_int, check_number, explainer, model_input, run_model
+from .numerics import safe_divide
 from .targets import resolve_targets, select
 
 __all__ = ["MAX_EXACT_PLAYERS", "coalition_scores", "exact_shapley", "feature_index", "feature_values",
@@ -262,7 +264,7 @@ def kernel_shap(model: nn.Module, x: torch.Tensor, target=None, *, feature_mask,
     Chapter 08.
     """
     x = model_input(model, x, image=False)
-    refs = _as_baseline(baseline, x)
+    refs = as_baseline(baseline, x)
     index, counts = feature_index(feature_mask, x)
     for m in counts:
         _check_samples(n_samples, m)
@@ -277,7 +279,10 @@ def kernel_shap(model: nn.Module, x: torch.Tensor, target=None, *, feature_mask,
                                   batch_size=batch_size, desc="KernelSHAP")
         phi = _constrained_fit(masks, scores, weights, float(ends[len(x) + i]), float(ends[i]))
         out[i] = _spread(phi.to(device=x.device, dtype=x.dtype), index[i])
-    return out
+    return check_conservation(out, out.flatten(1).double().sum(1), ends[:len(x)] - ends[len(x):], method="kernel_shap",
+                              property="efficiency", stacklevel=4,
+                              causes="The fit's efficiency constraint failed numerically: report it with the model and "
+                                     "feature mask (a NaN or huge logit on a perturbed input can cause it).")
 
 
 @explainer
@@ -295,11 +300,15 @@ def gradient_shap(model: nn.Module, x: torch.Tensor, target=None, *, baselines, 
     ``GradientShap`` (which draws with NumPy's global generator instead).
     """
     x = model_input(model, x, image=False)
-    refs = _as_baselines(baselines, x)
+    refs = as_baselines(baselines, x)
     n = check_int("n_samples", n_samples, 1)
     sd = check_number("stdevs", stdevs, minimum=0.0)
     with torch.no_grad():
-        targets = resolve_targets(target, run_model(model, x))
+        logits = run_model(model, x)
+        targets = resolve_targets(target, logits)
+        ref_logits = torch.cat([chunk for _, chunk in batched(len(refs), lambda items: run_model(model, refs[items]),
+                                                              model=model, grad=False)])
+        change = (select(logits, targets) - ref_logits[:, targets].mean(0)).double()
     generator = torch.Generator().manual_seed(seed)
     total = len(x) * n
     which = torch.randint(len(refs), (total,), generator=generator).to(x.device)
@@ -321,6 +330,16 @@ def gradient_shap(model: nn.Module, x: torch.Tensor, target=None, *, baselines, 
             (grad,) = torch.autograd.grad(score, point)
         return grad * (noisy - start)
 
+    draws = torch.empty(total, dtype=torch.float64, device=x.device)  # each draw's sum, for the sampling error
     for items, contrib in batched(total, run, model=model, batch_size=batch_size, grad=True, desc="GradientSHAP"):
         out.index_add_(0, sample[items], contrib)
-    return out / n
+        draws[items] = contrib.flatten(1).double().sum(1)
+    out = out / n
+    spread = draws.view(len(x), n).std(1) / n ** 0.5 if n > 1 else torch.full((len(x),), float("nan"))
+    worst = int((safe_divide(spread, change.abs().cpu(), fill=float("inf"))).argmax()) if n > 1 else 0
+    return check_conservation(
+        out, out.flatten(1).double().sum(1), change, method="gradient_shap", property="expected completeness",
+        stacklevel=4, causes=f"A Monte-Carlo estimate with {n} draws: its sampling error alone is about "
+                             f"{spread[worst].item():.3g} (one standard error) for sample {worst}; raise n_samples (the "
+                             "error shrinks as 1/sqrt(n_samples)). With stdevs > 0 the promise is about the noisy inputs, "
+                             "so F(x) itself is only approximated.")

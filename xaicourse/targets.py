@@ -15,7 +15,7 @@ from torch import nn
 
 from .inputs import has_values, run_model
 
-__all__ = ["Baseline", "Target", "resolve_targets", "score_gradient", "select"]
+__all__ = ["Baseline", "Target", "check_targets", "chunk_targets", "resolve_targets", "score_gradient", "select"]
 
 #: What to explain: None (each sample's top class), a class index, or one index per sample.
 Target = Union[None, int, Sequence[int], torch.Tensor]
@@ -29,11 +29,23 @@ def resolve_targets(target, logits: torch.Tensor) -> torch.Tensor:
     ``logits`` is the model output (B, C); it provides the argmax for None and the valid range.
     Chapter 01.
     """
-    if logits.ndim != 2:
-        raise ValueError(f"expected model outputs of shape (batch, classes), got {tuple(logits.shape)}")
-    batch, n_classes = logits.shape
+    if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
+        raise ValueError(f"expected model outputs of shape (batch, classes), got {tuple(getattr(logits, 'shape', ()))}")
+    checked = check_targets(target, *logits.shape, device=logits.device)
+    return logits.argmax(dim=1) if checked is None else checked
+
+
+def check_targets(target, batch: int, n_classes: int, *, device=None) -> torch.Tensor | None:
+    """``target`` checked against a batch of ``batch`` samples and ``n_classes`` classes. Chapter 01.
+
+    Returns one class per sample (LongTensor (batch,)), or None when ``target`` is None (each
+    sample's top class: the caller takes it from the logits it computes anyway, see
+    :func:`chunk_targets`). This is the check of every method whose own forward pass gives the logits
+    (DeepLIFT, LRP): no extra pass of the model is needed to know the number of classes once it has
+    run on the first chunk.
+    """
     if target is None:
-        return logits.argmax(dim=1)
+        return None
     if isinstance(target, bool):
         raise TypeError("target must be None, an int class index or one index per sample, not a bool")
     if hasattr(target, "ndim") and not isinstance(target, torch.Tensor):  # a NumPy array or scalar
@@ -41,9 +53,9 @@ def resolve_targets(target, logits: torch.Tensor) -> torch.Tensor:
     if isinstance(target, torch.Tensor) and target.ndim == 0 and (target.is_floating_point() or target.dtype == torch.bool):
         raise TypeError(f"target must be an integer class index, got a tensor of dtype {target.dtype}")
     if isinstance(target, numbers.Integral) or (isinstance(target, torch.Tensor) and target.ndim == 0):
-        targets = torch.full((batch,), int(target), dtype=torch.long, device=logits.device)
+        targets = torch.full((batch,), int(target), dtype=torch.long, device=device)
     elif isinstance(target, (Sequence, torch.Tensor)) and not isinstance(target, str):
-        targets = torch.as_tensor(target, device=logits.device)
+        targets = torch.as_tensor(target, device=device)
         if targets.ndim != 1 or len(targets) != batch:
             raise ValueError(f"give one target per sample: the batch has {batch} samples, got target of shape {tuple(targets.shape)}")
         if targets.is_floating_point() or targets.dtype == torch.bool:
@@ -54,7 +66,20 @@ def resolve_targets(target, logits: torch.Tensor) -> torch.Tensor:
     bad = (targets < 0) | (targets >= n_classes)
     if has_values(bad) and bad.any():
         raise ValueError(f"target {targets[bad][0].item()} is out of range: the model has {n_classes} classes, valid targets are 0..{n_classes - 1}")
-    return targets.to(logits.device)
+    return targets
+
+
+def chunk_targets(target, logits: torch.Tensor, items: slice, batch: int, memo: dict) -> torch.Tensor:
+    """The targets of the samples ``items`` of a batch of ``batch``, from the chunk's own ``logits``. Chapter 01.
+
+    ``target`` as the caller gave it; it is checked once (on the first chunk, which gives the
+    number of classes) and kept in ``memo`` (an empty dict the caller owns for one call). None gives
+    each sample's top class from ``logits``. No extra pass of the model.
+    """
+    if "checked" not in memo:
+        memo["checked"] = check_targets(target, batch, logits.shape[1], device=logits.device)
+    checked = memo["checked"]
+    return logits.detach().argmax(dim=1) if checked is None else checked[items]
 
 
 def select(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..batching import measure_bytes
+from ..batching import chunk_limit
 from ..hooks import eval_mode
 from ..inputs import check_int
 from ..models import TextModel, class_index
@@ -29,7 +29,6 @@ NEUTRAL_FILLERS = ("the", "movie", "film", "a", "is", "and", "it", ".", "of", "t
 #: Warn when more than this share of a text's words are the tokenizer's unknown token.
 UNKNOWN_SHARE_WARNING = 0.2
 # Integrated Gradients path points per backward pass are sized to fit this many bytes.
-TEXT_BUDGET_BYTES = 384 * 2**20
 
 
 @dataclass
@@ -206,8 +205,7 @@ class TextClassifierInterpreter:
         model = self.text_model.model
         with torch.enable_grad():
             vectors = model.get_input_embeddings()(ids).detach().requires_grad_(True)
-            _, nbytes = measure_bytes(model, lambda: self._forward_embeddings(vectors, mask).sum(), grad=True)
-        return max(1, min(n_steps, TEXT_BUDGET_BYTES // max(nbytes, 1)))
+            return chunk_limit(model, lambda: self._forward_embeddings(vectors, mask).sum(), grad=True, n_items=n_steps)
 
     def _warn_unknown(self, ids: torch.Tensor) -> None:
         unk = self.text_model.tokenizer.unk_token_id
