@@ -7,6 +7,8 @@ import torch
 
 import xaicourse as xc
 from xaicourse import attention
+from xaicourse.hooks import hooks_left
+from xaicourse.testing import assert_unchanged, snapshot
 
 TEXT = "The cat sat on the mat"
 
@@ -279,14 +281,17 @@ def test_vit_explorer_sliders_change_the_view(vit, shapes_test):
 def test_reading_attentions_leaves_the_models_as_found(bert, vit):
     vit.model.train()
     try:
+        before = snapshot(vit.model)
         attention.vit_attentions(vit, torch.zeros(1, 3, 64, 64))
+        assert_unchanged(vit.model, before)
         assert vit.model.training and all(p.grad is None for p in vit.model.parameters())
     finally:
         vit.model.eval()
     attention.get_attentions(bert, TEXT)
     # transformers 5 installs its own output-capturing hooks (2 per layer) once, on the first call
     # with output_attentions=True; they must not grow with further calls
-    installed = xc.checks.hooks_left(bert.model)
+    before = snapshot(bert.model)
     attention.get_attentions(bert, TEXT)
-    assert not bert.model.training and xc.checks.hooks_left(bert.model) == installed <= 12
-    assert xc.checks.hooks_left(vit.model) == 0
+    assert_unchanged(bert.model, before)
+    assert not bert.model.training and hooks_left(bert.model) == before.hooks <= 12
+    assert hooks_left(vit.model) == 0

@@ -6,7 +6,8 @@ from torch import nn
 
 import xaicourse as xc
 from xaicourse import cam
-from xaicourse.checks import hooks_left
+from xaicourse.hooks import hooks_left
+from xaicourse.testing import assert_unchanged, snapshot
 
 TOL = 1e-5
 
@@ -26,11 +27,6 @@ def resnet():
 @pytest.fixture(scope="module")
 def batch():
     return torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(1))
-
-
-@pytest.fixture(scope="module")
-def cnn():
-    return xc.models.imagenet_cnn()
 
 
 @pytest.fixture(scope="module")
@@ -169,10 +165,12 @@ def test_target_none_is_the_top_class(resnet, batch):
 def test_model_left_as_found():
     model = Toy().train()
     model.fc.weight.requires_grad_(False)
+    before = snapshot(model)
     x = torch.randn(2, 1, 4, 4)
     x_before = x.clone()
     cam.grad_cam(model, model.conv, x, [0, 1])
     cam.grad_cam_pp(model, model.conv, x, [0, 1])
+    assert_unchanged(model, before)
     assert model.training and not model.fc.weight.requires_grad and model.conv.weight.requires_grad
     assert all(p.grad is None for p in model.parameters())
     assert torch.equal(x, x_before) and x.grad is None and hooks_left(model) == 0

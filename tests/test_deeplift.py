@@ -7,29 +7,14 @@ from captum.attr import DeepLift, DeepLiftShap
 from torch import nn
 
 from xaicourse import deeplift as dl
-from xaicourse.hooks import hooks_left
+from xaicourse.testing import tiny_cnn, unchanged
 
 
 def cnn(seed=0, pool=None, act=nn.ReLU):
     """Conv -> act -> pool -> conv -> BN -> tanh -> dense -> sigmoid -> dense: every nonlinearity of the rule."""
-    torch.manual_seed(seed)
-    m = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), act(), pool or nn.AvgPool2d(2), nn.Conv2d(4, 5, 3), nn.BatchNorm2d(5),
-                      nn.Tanh(), nn.Flatten(), nn.Linear(20, 6), nn.Sigmoid(), nn.Linear(6, 3)).double().eval()
-    m[4].running_mean.normal_()
-    m[4].running_var.uniform_(0.5, 2.0)
-    return m
-
-
-def state(model):
-    return ({k: v.clone() for k, v in model.state_dict().items()}, [m.training for m in model.modules()],
-            [None if p.grad is None else p.grad.clone() for p in model.parameters()], hooks_left(model))
-
-
-def same_state(model, before):
-    sd, modes, grads, hooks = before
-    now = state(model)
-    return (all(torch.equal(sd[k], v) for k, v in now[0].items()) and modes == now[1] and hooks == now[3]
-            and all((a is None and b is None) or torch.equal(a, b) for a, b in zip(grads, now[2])))
+    return tiny_cnn((4, 5), 3, strides=1, paddings=(1, 0), act=(act, nn.Tanh), pool=(pool or nn.AvgPool2d(2), None),
+                    norm=(False, True), head_pool=None, side=8, hidden=(6,), head_act=nn.Sigmoid, norm_init="stats",
+                    dtype=torch.float64, seed=seed)
 
 
 def captum(cls, model, x, **kwargs):
@@ -184,14 +169,11 @@ def test_model_left_as_found_also_after_errors(x):
     model = cnn()
     model.train()
     model[0].weight.grad = torch.ones_like(model[0].weight)
-    before = state(model)
-    with pytest.warns(UserWarning, match="training mode"):
+    with unchanged(model), pytest.warns(UserWarning, match="training mode"):
         dl.deeplift(model, x, 0)
-    assert same_state(model, before)
-    with pytest.raises(ValueError, match="cannot run"), warnings.catch_warnings():
+    with unchanged(model), pytest.raises(ValueError, match="cannot run"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         dl.deeplift(model, torch.randn(2, 5, 8, 8, dtype=torch.float64), 0)
-    assert same_state(model, before)
     assert model.training
 
 
@@ -240,9 +222,8 @@ def _resnet18_deduplicated():
 def test_overlapping_maxpool_adds_the_multipliers_of_every_window():
     # kernel 3 > stride 2: an input that is the maximum of two windows gets both multipliers (max_unpool2d kept one,
     # and the attributions missed F(x) - F(x0)); checked by summation against a random baseline
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(3, 2, 1), nn.Flatten(),
-                          nn.Linear(32, 2)).double().eval()
+    model = tiny_cnn((2,), 2, in_channels=1, strides=1, paddings=1, pool=nn.MaxPool2d(3, 2, 1), head_pool=None,
+                     side=8, dtype=torch.float64, seed=0)
     x, baseline = torch.randn(2, 2, 1, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
     attr = dl.deeplift(model, x, 0, baseline=baseline)
     assert dl.summation_delta(model, x, attr, 0, baseline=baseline).abs().max() < 1e-12

@@ -6,17 +6,15 @@ tensor into an operation on meta tensors raises. Each method runs here on a mode
 """
 import pytest
 import torch
-from torch import nn
 
 import xaicourse as xc
+from xaicourse.testing import tiny_cnn
 
 META = torch.device("meta")
 
 
 def cnn():
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(),
-                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)).eval().to(META)
+    return tiny_cnn((4, 4), 3, strides=1, paddings=1, seed=0).to(META)
 
 
 X = torch.empty(2, 3, 8, 8, device=META)

@@ -2,13 +2,14 @@ import pytest
 import torch
 from torch import nn
 
-from xaicourse.checks import hooks_left
+from xaicourse.hooks import hooks_left
 from xaicourse.hooks import find_layer, record_layer
+from xaicourse.testing import assert_unchanged, snapshot, tiny_cnn
 
 
 def small_net():
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+    """Conv -> ReLU -> global average pool -> dense (2 classes), in training mode."""
+    return tiny_cnn((4,), 2, strides=1, paddings=1, seed=0).train()
 
 
 def test_records_activations_and_gradients_exactly():
@@ -54,8 +55,10 @@ def test_no_hooks_left_after_success_or_exception():
 def test_model_state_untouched():
     net = small_net().eval()
     net[4].weight.requires_grad_(False)
+    before = snapshot(net)
     with record_layer(net, net[0]) as rec:
         net(torch.randn(1, 3, 5, 5))
+    assert_unchanged(net, before)
     assert not net.training and not net[4].weight.requires_grad
     assert all(p.grad is None for p in net.parameters())
     assert rec.gradients is None  # no backward ran

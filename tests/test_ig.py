@@ -7,18 +7,17 @@ from torch import nn
 
 import xaicourse as xc
 from xaicourse import ig
-from xaicourse.checks import hooks_left
+from xaicourse.hooks import hooks_left
+from xaicourse.testing import assert_unchanged, snapshot, tiny_cnn, tiny_mlp
 
 
 def small_cnn(seed=0):
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, stride=2), nn.ReLU(),
-                         nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(16, 5)).double().eval()
+    """Conv -> ReLU -> strided conv -> ReLU -> 2 x 2 average pool -> dense (5 classes), float64."""
+    return tiny_cnn((4, 4), 5, head_pool=2, dtype=torch.float64, seed=seed)
 
 
 def relu_mlp(seed=0):
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(6, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 3)).double()
+    return tiny_mlp((6, 32, 32, 3), dtype=torch.float64, seed=seed)
 
 
 @pytest.fixture
@@ -128,11 +127,11 @@ def test_memory_budget_sets_chunk(images, monkeypatch):
     sizes = []
     handle = model.register_forward_pre_hook(lambda _m, args: sizes.append(len(args[0]) // len(images)))
     try:
-        monkeypatch.setattr(ig, "MEMORY_BUDGET_BYTES", 1)
+        monkeypatch.setattr(xc.batching, "DEFAULT_BUDGET_BYTES", 1)
         ig.integrated_gradients(model, images, 0, n_steps=4)
         assert sizes[2:] == [1, 1, 1, 1]  # after the passes of x (targets) and the baseline (completeness): one at a time
         sizes.clear()
-        monkeypatch.setattr(ig, "MEMORY_BUDGET_BYTES", 2**30)
+        monkeypatch.setattr(xc.batching, "DEFAULT_BUDGET_BYTES", 2**30)
         ig.integrated_gradients(model, images, 0, n_steps=10)
         assert sizes[2:] == [1, 9]  # the first point alone while its bytes are measured, then the rest
     finally:
@@ -157,7 +156,8 @@ def test_default_target_is_argmax(images):
 
 
 def test_multi_baseline_completeness_against_mean_output(images):
-    model = small_cnn()
+    torch.manual_seed(0)
+    model = small_cnn(seed=None)  # from the global stream, which the baselines continue
     stack = torch.randn(3, 3, 8, 8, dtype=torch.float64)
     attr = ig.multi_baseline_ig(model, images, 1, baselines=stack, n_steps=64)
     with torch.no_grad():
@@ -225,12 +225,11 @@ def test_model_left_as_found(images):
     model = small_cnn().train()
     model[0].weight.requires_grad_(False)
     model[-1].weight.grad = torch.ones_like(model[-1].weight)
-    before = {k: v.clone() for k, v in model.state_dict().items()}
+    before = snapshot(model)
     ig.integrated_gradients(model, images, 0, n_steps=4)
+    assert_unchanged(model, before)
     assert model.training and not model[0].weight.requires_grad and model[0].bias.requires_grad
     assert torch.equal(model[-1].weight.grad, torch.ones_like(model[-1].weight)) and model[0].bias.grad is None
-    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
-    assert hooks_left(model) == 0
     assert not images.requires_grad
 
 

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 import xaicourse as xc
-from xaicourse import cam, checks, interpret, models
+from xaicourse import cam, interpret, models
+from xaicourse.testing import assert_unchanged, snapshot
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -119,6 +120,7 @@ def test_analyzer_accepts_an_index_and_rejects_typos(cnn, helmet):
 
 def test_stats_on_a_tiny_model_by_hand():
     model, layer, x, _ = xc.testing.misclassification_case()
+    before = snapshot(model)
     with torch.no_grad():
         probs = model(x).softmax(-1)[0]
     order = probs.argsort(descending=True)
@@ -127,7 +129,7 @@ def test_stats_on_a_tiny_model_by_hand():
     assert stats["true_probability"] == pytest.approx(float(probs[order[3]]))
     same = interpret.misclassification_stats(model, layer, x, int(order[0]))
     assert same["true_rank"] == 1 and same["cam_overlap"] == 1.0
-    assert checks.hooks_left(model) == 0
+    assert_unchanged(model, before)
 
 
 def test_map_overlap_by_hand():
@@ -287,11 +289,11 @@ def test_neutral_baseline_is_the_filler_closest_to_uniform(sentiment, text_inter
 
 
 def test_text_model_left_as_found(sentiment, text_interpreter):
-    flags = [p.requires_grad for p in sentiment.model.parameters()]
+    before = snapshot(sentiment.model)
     text_interpreter.interpret("Fine.")
     text_interpreter.interpret("Fine.", baseline="zero")
-    assert checks.hooks_left(sentiment.model) == 0
-    assert [p.requires_grad for p in sentiment.model.parameters()] == flags
+    assert_unchanged(sentiment.model, before)
+    assert xc.hooks.hooks_left(sentiment.model) == 0
     assert all(p.grad is None for p in sentiment.model.parameters()) and not sentiment.model.training
 
 

@@ -10,14 +10,13 @@ from captum._utils.models.linear_model import SkLearnLinearRegression, SkLearnRi
 from torch import nn
 
 from xaicourse import lime as lm
-from xaicourse.hooks import hooks_left
+from xaicourse.testing import tiny_cnn, unchanged
 from xaicourse.shapley import feature_values
 
 
 def cnn(seed=0):
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, stride=2), nn.Tanh(),
-                         nn.Flatten(), nn.Linear(36, 3)).double().eval()
+    """Conv -> ReLU -> strided conv -> tanh -> dense on 8 x 8 images, float64."""
+    return tiny_cnn((4, 4), 3, act=(nn.ReLU, nn.Tanh), head_pool=None, side=8, dtype=torch.float64, seed=seed)
 
 
 def strips(n=6, size=8):
@@ -141,9 +140,6 @@ def test_bad_input(x, kwargs, error, match):
 def test_model_left_as_found(x):
     model = cnn()
     model.train()
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    with pytest.warns(UserWarning, match="training mode"):
+    with unchanged(model), pytest.warns(UserWarning, match="training mode"):
         lm.lime(model, x, 0, feature_mask=strips(), n_samples=20)
-    assert model.training and hooks_left(model) == 0
-    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
-    assert all(p.grad is None for p in model.parameters())
+    assert model.training and all(p.grad is None for p in model.parameters())

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from xaicourse import lrp as L
-from xaicourse.hooks import hooks_left
+from xaicourse.testing import tiny_cnn, tiny_mlp, unchanged
 
 zennit = pytest.importorskip("zennit")
 from zennit.attribution import Gradient  # noqa: E402
@@ -17,17 +17,9 @@ from zennit.rules import Epsilon, Flat, Gamma, WSquare, ZPlus  # noqa: E402
 
 
 def cnn(bn=False, seed=0):
-    torch.manual_seed(seed)
-    layers = [nn.Conv2d(3, 4, 3, padding=1)] + ([nn.BatchNorm2d(4)] if bn else []) + [
-        nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(4, 5, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
-        nn.Linear(20, 6), nn.ReLU(), nn.Linear(6, 3)]
-    model = nn.Sequential(*layers).double().eval()
-    if bn:
-        model[1].running_mean.normal_()
-        model[1].running_var.uniform_(0.5, 2.0)
-        model[1].weight.data.uniform_(0.5, 1.5)
-        model[1].bias.data.normal_()
-    return model
+    """Conv -> [BN] -> ReLU -> max pool -> conv -> ReLU -> average pool -> dense -> ReLU -> dense, float64."""
+    return tiny_cnn((4, 5), 3, strides=1, paddings=(1, 0), norm=(bn, False), pool=(nn.MaxPool2d(2), None),
+                    head_pool=2, hidden=(6,), norm_init="all", dtype=torch.float64, seed=seed)
 
 
 @pytest.fixture
@@ -164,7 +156,7 @@ def test_conservation_layer_by_layer_without_biases(x):
 
 
 def test_lrp0_equals_gradient_times_input_on_relu_net(x):
-    model = nn.Sequential(nn.Linear(192, 16), nn.ReLU(), nn.Linear(16, 3)).double().eval()
+    model = tiny_mlp((192, 16, 3), dtype=torch.float64, seed=0)
     flat = x.flatten(1)
     rel = L.layer_relevances(model, flat, 1, composite="epsilon", epsilon=0.0)[-1][1]
     xi = flat.clone().requires_grad_(True)
@@ -177,17 +169,12 @@ def test_model_left_as_found_and_hooks_removed_after_errors(x):
     model = cnn(bn=True)
     model.train()
     model[0].weight.grad = torch.ones_like(model[0].weight)
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    with pytest.warns(UserWarning, match="training mode"):
+    with unchanged(model), pytest.warns(UserWarning, match="training mode"):
         L.lrp(model, x, 0)
-    assert model.training and all(m.training for m in model.modules()) and hooks_left(model) == 0
-    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
-    assert torch.equal(model[0].weight.grad, torch.ones_like(model[0].weight))
-    with pytest.raises(ValueError, match="cannot run"), warnings.catch_warnings():
+    with unchanged(model), pytest.raises(ValueError, match="cannot run"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         L.lrp(model, torch.randn(2, 5, 8, 8, dtype=torch.float64), 0)
-    assert hooks_left(model) == 0
-    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert model.training and torch.equal(model[0].weight.grad, torch.ones_like(model[0].weight))
 
 
 @pytest.mark.parametrize("kwargs, error, match", [

@@ -7,7 +7,7 @@ from scipy.stats import spearmanr
 from torch import nn
 
 from xaicourse import metrics
-from xaicourse.checks import hooks_left
+from xaicourse.testing import assert_unchanged, snapshot, tiny_cnn
 
 
 class SumProbability(nn.Module):
@@ -79,7 +79,8 @@ def test_blur_baseline_leaves_a_uniform_image_unchanged():
 
 def test_batches_chunks_and_targets():
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 5)).eval()
+    model = tiny_cnn((4,), 5, strides=1, paddings=1, head_pool=None, side=8)  # the global stream, which x continues
+    before = snapshot(model)
     x, attr = torch.randn(3, 3, 8, 8), torch.randn(3, 8, 8)
     full = metrics.deletion_auc(model, x, attr, [4, 0, 2], n_steps=5, batch_size=None)
     one = metrics.deletion_auc(model, x, attr, [4, 0, 2], n_steps=5, batch_size=1)
@@ -95,7 +96,8 @@ def test_batches_chunks_and_targets():
     # deterministic, and the model is left as found
     again = metrics.deletion_auc(model, x, attr, [4, 0, 2], n_steps=5)
     assert torch.equal(again.scores, full.scores)
-    assert not model.training and all(p.grad is None for p in model.parameters()) and hooks_left(model) == 0
+    assert_unchanged(model, before)
+    assert not model.training and all(p.grad is None for p in model.parameters())
 
 
 def test_curve_errors_name_the_problem():
@@ -191,10 +193,9 @@ def gradient(model, x, targets):
     return grad
 
 
-def tiny_cnn():
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(),
-                         nn.Flatten(), nn.Linear(4 * 8 * 8, 3)).eval()
+def one_channel_cnn():
+    """Two same-size convs with ReLUs and a dense layer (modules 0, 2, 5) on one-channel 8 x 8 images."""
+    return tiny_cnn((4, 4), 3, in_channels=1, strides=1, paddings=1, head_pool=None, side=8, seed=0)
 
 
 def test_sanity_check_on_a_linear_model_by_hand():
@@ -212,8 +213,8 @@ def test_sanity_check_on_a_linear_model_by_hand():
 
 
 def test_sanity_check_cascade_versus_independent_and_model_untouched():
-    model = tiny_cnn()
-    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model = one_channel_cnn()
+    before = snapshot(model)
     x = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(1))
     cascade = metrics.randomization_sanity_check(model, gradient, x, cascade=True)
     single = metrics.randomization_sanity_check(model, gradient, x, cascade=False)
@@ -225,13 +226,12 @@ def test_sanity_check_cascade_versus_independent_and_model_untouched():
     assert not torch.allclose(cascade.randomized[2], single.randomized[2])
     # fully randomised: the gradient no longer resembles the original
     assert cascade.spearman[-1].abs().max() < 0.5 and cascade.ssim[-1].max() < 0.5
-    for key, value in model.state_dict().items():
-        assert torch.equal(value, before[key]), key
-    assert not model.training and hooks_left(model) == 0 and all(p.grad is None for p in model.parameters())
+    assert_unchanged(model, before)
+    assert not model.training and all(p.grad is None for p in model.parameters())
 
 
 def test_sanity_check_flags_a_map_that_ignores_the_model():
-    model = tiny_cnn()
+    model = one_channel_cnn()
     x = torch.randn(1, 1, 8, 8, generator=torch.Generator().manual_seed(2))
     edges = metrics.randomization_sanity_check(model, lambda m, x, t: x, x, layers=[model[0], "5"])
     assert edges.layers == ["5", "0"]

@@ -3,21 +3,18 @@ import math
 
 import pytest
 import torch
-from torch import nn
 
 import xaicourse as xc
-from xaicourse.checks import hooks_left
+from xaicourse.hooks import hooks_left
+from xaicourse.testing import tiny_cnn, tiny_mlp
 
 
-def tiny_cnn(seed=0):
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(),
-                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)).eval()
+def cnn(seed=0):
+    return tiny_cnn((4, 4), 3, strides=1, paddings=1, seed=seed)
 
 
 def linear(seed=0, side=6):
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Flatten(), nn.Linear(3 * side * side, 2)).eval()
+    return tiny_mlp((3 * side * side, 2), flatten=True, seed=seed)
 
 
 # ------------------------------------------------------------------ complexity
@@ -111,7 +108,7 @@ def test_road_morf_falls_faster_than_lerf_for_the_model_s_own_weights():
 
 # ------------------------------------------------------------------ randomisation
 def test_noise_floor_and_the_pass_rule():
-    model = tiny_cnn()
+    model = cnn()
     x = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
     assert xc.metrics.noise_floor(model, xc.saliency.vanilla_gradient, x).tolist() == [1.0, 1.0]
 
@@ -158,7 +155,7 @@ def test_shifted_model_computes_the_same_function_and_exposes_x_times_gradient()
 
 # ------------------------------------------------------------------ report
 def test_report_badges_a_method_and_fails_a_map_that_ignores_the_model():
-    model = tiny_cnn()
+    model = cnn()
     x = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
     masks = torch.zeros(2, 8, 8, dtype=torch.bool)
     masks[:, 2:6, 2:6] = True

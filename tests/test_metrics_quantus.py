@@ -9,18 +9,16 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 import xaicourse as xc
 from xaicourse.metrics import randomisation
+from xaicourse.testing import tiny_cnn
 
 quantus = pytest.importorskip("quantus")
 
 
-def tiny_cnn(seed=0, channels=3):
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Conv2d(channels, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(),
-                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)).eval()
+def cnn(seed=0, channels=3):
+    return tiny_cnn((4, 4), 3, in_channels=channels, strides=1, paddings=1, seed=seed)
 
 
 @pytest.fixture(autouse=True)
@@ -136,7 +134,7 @@ def test_max_sensitivity():
     ``torch.rand`` from a seeded generator, mapped to the same interval. Quantus's
     ``return_nan_when_prediction_changes`` is off by default, as ours (the targets stay fixed).
     """
-    model = tiny_cnn()
+    model = cnn()
     x = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(1))
     y = torch.tensor([0, 1, 2])
     g = torch.Generator().manual_seed(5)
@@ -151,7 +149,7 @@ def test_max_sensitivity():
 
 def test_local_lipschitz():
     """LocalLipschitzEstimate with the same Gaussian noise, ``normalise=False`` (Quantus max-normalises by default)."""
-    model = tiny_cnn()
+    model = cnn()
     x = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(1))
     y = torch.tensor([0, 1, 2])
     g = torch.Generator().manual_seed(5)
@@ -172,7 +170,7 @@ def test_pixel_flipping_is_the_deletion_curve():
     it also requires H W % features_in_step == 0. The two coincide on one-channel images: 4 pixels
     a step is our deletion with baseline=0.0 and n_steps = 64 / 4.
     """
-    model = tiny_cnn(channels=1)
+    model = cnn(channels=1)
     g = torch.Generator().manual_seed(2)
     x = torch.rand(2, 1, 8, 8, generator=g)
     maps = torch.rand(2, 8, 8, generator=g)
@@ -193,7 +191,7 @@ def test_model_parameter_randomisation(monkeypatch):
     Quantus compares the maps as the explanation returns them; ours as pixel maps (|a| summed over
     channels), so the explanation here returns the pixel map.
     """
-    model = tiny_cnn()
+    model = cnn()
     x = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(3))
     y = torch.tensor([0, 1, 2])
 

@@ -16,6 +16,7 @@ from transformers import BertConfig, BertForSequenceClassification
 import xaicourse as xc
 from xaicourse import relevance
 from xaicourse.hooks import hooks_left
+from xaicourse.testing import assert_unchanged, snapshot
 
 
 # --------------------------------------------------------------------------------------------
@@ -177,7 +178,7 @@ def test_model_left_as_found_after_success_and_after_errors():
     model = _timm_vit("vit_tiny_patch16_224").train()
     for p in list(model.parameters())[:3]:
         p.requires_grad_(False)
-    before = [p.requires_grad for p in model.parameters()]
+    before = snapshot(model)
     x = torch.randn(1, 3, 32, 32)
     with pytest.warns(UserWarning, match="training mode"):
         relevance.attention_relevance(model, x)
@@ -187,10 +188,10 @@ def test_model_left_as_found_after_success_and_after_errors():
     with pytest.raises((ValueError, RuntimeError, AssertionError)), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         relevance.attention_relevance(model, torch.randn(1, 3, 48, 48))  # fails inside the forward pass
+    assert_unchanged(model, before)
     assert hooks_left(model) == 0
     assert [block.attn.fused_attn for block in model.blocks] == [timm.layers.use_fused_attn()] * 3
-    assert all(m.training for m in model.modules())
-    assert [p.requires_grad for p in model.parameters()] == before
+    assert all(m.training for m in model.modules()) and not list(model.parameters())[0].requires_grad
     assert all(p.grad is None for p in model.parameters())
 
 
@@ -356,14 +357,14 @@ def test_text_model_left_as_found(text_model):
     model = text_model.model
     with torch.no_grad():  # transformers registers its own output-capturing hooks at the first such call
         model(**text_model.encode("warm up"), output_attentions=True)
-    n_hooks = hooks_left(model)
     model.train()
     try:
+        before = snapshot(model)
         with pytest.warns(UserWarning, match="training mode"):
             relevance.attention_relevance(text_model, "a dull and lifeless film")
+        assert_unchanged(model, before)
         assert all(m.training for m in model.modules())
     finally:
         model.eval()
-    assert hooks_left(model) == n_hooks
     assert all(p.grad is None for p in model.parameters())
     assert model.config._attn_implementation == "eager"

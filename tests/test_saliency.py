@@ -8,7 +8,8 @@ from captum.attr._core.noise_tunnel import NoiseTunnel as _NoiseTunnel
 from torch import nn
 
 import xaicourse as xc
-from xaicourse.checks import hooks_left
+from xaicourse.hooks import hooks_left
+from xaicourse.testing import assert_unchanged, snapshot
 from xaicourse.viz import clip_map
 from xaicourse.saliency import (copy_with_captum_relus, gradient_x_input, smoothgrad, to_map,
                                 vanilla_gradient)
@@ -34,22 +35,6 @@ def small_x(cat_x):
     """The cat at 64 x 64: the same network, a fraction of the cost. (At this size oneDNN's convolution
     gradients change by ~0.5 % with the batch size, so batch-size comparisons use the 224 input.)"""
     return nn.functional.interpolate(cat_x, size=(64, 64), mode="bilinear", antialias=True)
-
-
-def state(model):
-    return ({n: (p.detach().clone(), p.requires_grad, None if p.grad is None else p.grad.clone())
-             for n, p in model.named_parameters()},
-            {n: b.clone() for n, b in model.named_buffers()}, model.training, hooks_left(model))
-
-
-def same_state(a, b):
-    params_a, buffers_a, *rest_a = a
-    params_b, buffers_b, *rest_b = b
-    return (rest_a == rest_b and buffers_a.keys() == buffers_b.keys()
-            and all(torch.equal(buffers_a[k], buffers_b[k]) for k in buffers_a)
-            and all(torch.equal(pa[0], pb[0]) and pa[1] == pb[1]
-                    and (pa[2] is None) == (pb[2] is None) and (pa[2] is None or torch.equal(pa[2], pb[2]))
-                    for pa, pb in zip(params_a.values(), params_b.values())))
 
 
 # --------------------------------------------------------------------------------------------
@@ -179,21 +164,21 @@ def test_model_and_input_left_as_found():
     model = tiny_relu_net()
     model[1].weight.requires_grad_(False)
     model[3].weight.grad = torch.full((2, 2), 5.0)
-    before = state(model)
+    before = snapshot(model)
     x = X_TINY.clone()
     vanilla_gradient(model, x)
     gradient_x_input(model, x, 0)
     smoothgrad(model, x, [0, 1], n_samples=3)
-    assert same_state(before, state(model))
+    assert_unchanged(model, before)
     assert not x.requires_grad and x.grad is None and torch.equal(x, X_TINY)
 
 
 def test_cnn_state_unchanged_and_works_under_no_grad(cnn, small_x):
-    before = state(cnn.model)
+    before = snapshot(cnn.model)
     with torch.no_grad():
         grad = smoothgrad(cnn.model, small_x, n_samples=2)
     assert grad.abs().sum() > 0
-    assert same_state(before, state(cnn.model))
+    assert_unchanged(cnn.model, before)
 
 
 def test_training_mode_warns_and_is_kept():

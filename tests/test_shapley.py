@@ -10,13 +10,12 @@ from captum.attr import GradientShap, KernelShap
 from torch import nn
 
 from xaicourse import shapley as sh
-from xaicourse.hooks import hooks_left
+from xaicourse.testing import tiny_cnn, unchanged
 
 
 def cnn(seed=0):
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, stride=2), nn.Tanh(),
-                         nn.Flatten(), nn.Linear(36, 3)).double().eval()
+    """Conv -> ReLU -> strided conv -> tanh -> dense on 8 x 8 images, float64."""
+    return tiny_cnn((4, 4), 3, act=(nn.ReLU, nn.Tanh), head_pool=None, side=8, dtype=torch.float64, seed=seed)
 
 
 class Additive(nn.Module):
@@ -251,15 +250,12 @@ def test_methods_leave_model_as_found(x):
     model = cnn()
     model.train()
     model[0].weight.grad = torch.full_like(model[0].weight, 2.0)
-    before = ({k: v.clone() for k, v in model.state_dict().items()}, model[0].weight.grad.clone())
-    with pytest.warns(UserWarning, match="training mode"):
-        sh.kernel_shap(model, x, 0, feature_mask=quadrants(), n_samples=14)
-    with pytest.warns(UserWarning, match="training mode"):
-        sh.gradient_shap(model, x, 0, baselines=torch.zeros(1, 3, 8, 8, dtype=torch.float64), n_samples=4)
-    assert model.training and all(m.training for m in model.modules())
-    assert all(torch.equal(before[0][k], v) for k, v in model.state_dict().items())
-    assert torch.equal(model[0].weight.grad, before[1]) and hooks_left(model) == 0
-    with pytest.raises(ValueError), warnings.catch_warnings():
+    with unchanged(model):
+        with pytest.warns(UserWarning, match="training mode"):
+            sh.kernel_shap(model, x, 0, feature_mask=quadrants(), n_samples=14)
+        with pytest.warns(UserWarning, match="training mode"):
+            sh.gradient_shap(model, x, 0, baselines=torch.zeros(1, 3, 8, 8, dtype=torch.float64), n_samples=4)
+    with unchanged(model), pytest.raises(ValueError), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         sh.kernel_shap(model, torch.randn(1, 5, 8, 8, dtype=torch.float64), 0, feature_mask=quadrants(), n_samples=14)
-    assert hooks_left(model) == 0
+    assert model.training and torch.equal(model[0].weight.grad, torch.full_like(model[0].weight, 2.0))

@@ -6,11 +6,6 @@ import pytest
 import xaicourse as xc
 
 
-@pytest.fixture(scope="module")
-def cnn():
-    return xc.models.imagenet_cnn()
-
-
 def test_perturbation_explorer_redraws_caches_and_reports_efficiency(cnn):
     explorer = xc.widgets.perturbation_explorer(cnn, xc.data.image("coffee"), n_samples=32, n_segments=8)
     first = explorer.image.value

@@ -1,26 +1,35 @@
-"""Tiny fixed-weight models and the fixed cases that the exercise checks and the tests share.
+"""Tiny fixed-weight models, the fixed cases that the exercise checks and the tests share, and the
+model-state snapshot every "left as found" test compares against.
 
 In the spirit of Captum's testing helpers (``captum.testing.helpers.basic_models``): each model is a
-few lines whose weights come from a seeded generator, so a test can compute the expected value by
-hand and a check's catalogue of typical mistakes stays tellable apart on its case. Building a model
-here never moves the global random state (a learner's notebook draws the same numbers with or
-without a check in between).
+few lines whose weights come from a seed or a seeded generator, so a test can compute the expected
+value by hand and a check's catalogue of typical mistakes stays tellable apart on its case.
+:func:`tiny_cnn` and :func:`tiny_mlp` build the small networks of the tests (one parametrised family
+instead of a net per test file); given ``seed`` or ``generator`` they never move the global random
+state (a learner's notebook draws the same numbers with or without a check in between).
+:func:`snapshot` and :func:`assert_unchanged` (or ``with unchanged(model):``) check the course's
+promise that parameters, buffers, training modes, ``requires_grad``, ``.grad`` and hooks are the same
+after every public call.
 
-Plumbing: imports torch only. The checks of every chapter (``xaicourse.checks``) grade on these
-cases; ``tests/test_checks*.py`` assert the properties that make each case tell mistakes apart.
+Plumbing: imports torch and :mod:`xaicourse.hooks` only. The checks of every chapter
+(``xaicourse.checks``) grade on these cases; ``tests/test_checks*.py`` assert the properties that make
+each case tell mistakes apart.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from typing import NamedTuple
 
 import torch
 from torch import nn
 
+from .hooks import hooks_left
+
 __all__ = [
-    "CubicScores", "DeletionCase", "IGCase", "ModelCase", "attention_case", "deletion_case", "grad_cam_case",
-    "gradient_case", "ig_case", "misclassification_case", "noise_probe_case", "region_case", "resolution_case",
-    "seeded", "smoothgrad_case", "split_at", "tiny_cnn",
+    "CubicScores", "DeletionCase", "IGCase", "ModelCase", "ModelState", "assert_unchanged", "attention_case", "changes",
+    "deletion_case", "grad_cam_case", "gradient_case", "ig_case", "misclassification_case", "noise_probe_case",
+    "region_case", "resolution_case", "seeded", "smoothgrad_case", "snapshot", "split_at", "tiny_cnn", "tiny_mlp",
+    "unchanged",
 ]
 
 
@@ -66,18 +75,115 @@ def seeded(model: nn.Module, generator: torch.Generator, scale: float = 0.5) -> 
     return model.eval()
 
 
-def tiny_cnn(channels=(4, 6), classes: int = 5, *, strides=(1, 2), paddings=(1, 0),
-             generator: torch.Generator | None = None, scale: float = 0.5) -> nn.Sequential:
-    """Conv-ReLU-Conv-ReLU-global average pool-Linear on 3-channel images, in eval mode. Chapter 00.
+def _each(spec, n: int) -> list:
+    """One spec per block: a list or tuple as given, anything else repeated ``n`` times."""
+    specs = list(spec) if isinstance(spec, (list, tuple)) else [spec] * n
+    if len(specs) != n:
+        raise ValueError(f"expected {n} values (one per conv layer), got {len(specs)}: {spec!r}")
+    return specs
 
-    With ``generator`` the weights are :func:`seeded` from it (its state moves on, so the inputs can
-    be drawn from it next); without, they keep PyTorch's default initialisation (seed it yourself).
-    """
-    with _private_rng() if generator is not None else nullcontext():
-        model = nn.Sequential(nn.Conv2d(3, channels[0], 3, stride=strides[0], padding=paddings[0]), nn.ReLU(),
-                              nn.Conv2d(channels[0], channels[1], 3, stride=strides[1], padding=paddings[1]), nn.ReLU(),
-                              nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels[1], classes))
+
+def _make(spec) -> nn.Module:
+    """A module as given, or a fresh one from a class or factory (``nn.ReLU``, ``lambda: nn.ReLU(inplace=True)``)."""
+    return spec if isinstance(spec, nn.Module) else spec()
+
+
+@contextmanager
+def _initialisation(seed: int | None, generator: torch.Generator | None):
+    """Where PyTorch's default initialisation draws from: a private generator seeded with ``seed``, a private one
+    for ``generator`` (whose draws overwrite it anyway), or, with neither, the global one (seed it yourself)."""
+    if seed is None and generator is None:
+        yield
+        return
+    with _private_rng():
+        if seed is not None:
+            torch.manual_seed(seed)
+        yield
+
+
+def _finish(model: nn.Module, dtype, generator, scale: float, norm_init: str = "default") -> nn.Module:
+    """Convert to ``dtype``, draw BatchNorm statistics (``norm_init``), seed from ``generator``; eval mode."""
+    if dtype is not None:
+        model = model.to(dtype)
+    if norm_init not in ("default", "stats", "all"):
+        raise ValueError(f"norm_init must be 'default', 'stats' or 'all', got {norm_init!r}")
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d) and norm_init != "default":
+                m.running_mean.normal_()
+                m.running_var.uniform_(0.5, 2.0)
+                if norm_init == "all":
+                    m.weight.uniform_(0.5, 1.5)
+                    m.bias.normal_()
     return seeded(model, generator, scale) if generator is not None else model.eval()
+
+
+def tiny_cnn(channels=(4, 6), classes: int = 5, *, in_channels: int = 3, strides=(1, 2), paddings=(1, 0),
+             act=nn.ReLU, norm=False, pool=None, head_pool: int | None = 1, side: int | None = None, hidden=(),
+             head_act=nn.ReLU, norm_init: str = "default", dtype: torch.dtype | None = None, seed: int | None = None,
+             generator: torch.Generator | None = None, scale: float = 0.5) -> nn.Sequential:
+    """A small CNN as one ``nn.Sequential``, in eval mode: the tests' and the checks' model. Chapter 00.
+
+    One block per entry of ``channels``: Conv2d(3 x 3, ``strides[i]``, ``paddings[i]``), a BatchNorm2d where
+    ``norm`` is true, the activation ``act``, then ``pool`` where it is not None. ``act``, ``norm``, ``pool``,
+    ``strides`` and ``paddings`` take one value for every block or a sequence with one per block; an activation
+    or pool is a class / factory (a fresh module per block) or a module. The head: AdaptiveAvgPool2d(``head_pool``)
+    (None: no pool, then ``side``, the input's height = width, sizes the first Linear), Flatten, a Linear +
+    ``head_act`` per entry of ``hidden``, and Linear(..., ``classes``). Modules are numbered in that order, so
+    ``model[2]`` of ``tiny_cnn((4, 4))`` is the second Conv2d.
+
+    Weights: with ``seed``, PyTorch's default initialisation right after ``torch.manual_seed(seed)`` (the same
+    numbers as that idiom) but drawn on a private generator, so the global random state does not move; with
+    ``generator``, :func:`seeded` N(0, ``scale``^2) weights from it (its state moves on, so the inputs can be
+    drawn from it next); with neither, the default initialisation from the global generator (seed it yourself).
+    The model is built in float32 and then converted to ``dtype`` (float64 keeps float32's initial values);
+    ``norm_init="stats"`` then draws BatchNorm running means N(0, 1) and variances U(0.5, 2), ``"all"`` also
+    weights U(0.5, 1.5) and biases N(0, 1), from the same stream.
+    """
+    if seed is not None and generator is not None:
+        raise ValueError("give seed (PyTorch's default initialisation) or generator (seeded weights), not both")
+    n = len(channels)
+    widths = [in_channels, *channels]
+    strides, paddings, acts, norms, pools = (_each(s, n) for s in (strides, paddings, act, norm, pool))
+    with _initialisation(seed, generator):
+        layers = []
+        for i in range(n):
+            layers.append(nn.Conv2d(widths[i], widths[i + 1], 3, stride=strides[i], padding=paddings[i]))
+            layers += ([nn.BatchNorm2d(widths[i + 1])] if norms[i] else []) + [_make(acts[i])]
+            layers += [_make(pools[i])] if pools[i] is not None else []
+        if head_pool is None:
+            if side is None:
+                raise ValueError("head_pool=None flattens the feature map: give side (the input's height = width)")
+            with torch.no_grad():  # eval mode: the probe leaves BatchNorm's running statistics alone
+                features = nn.Sequential(*layers).eval()(torch.zeros(1, in_channels, side, side)).numel()
+        else:
+            layers.append(nn.AdaptiveAvgPool2d(head_pool))
+            features = widths[-1] * head_pool ** 2
+        layers += [nn.Flatten(), *_dense([features, *hidden, classes], head_act, True)]
+        return _finish(nn.Sequential(*layers), dtype, generator, scale, norm_init)
+
+
+def _dense(sizes, act, bias: bool) -> list[nn.Module]:
+    """Linear(sizes[i], sizes[i + 1]) for each i, with a fresh ``act`` between two of them."""
+    layers = []
+    for i in range(len(sizes) - 1):
+        layers += [nn.Linear(sizes[i], sizes[i + 1], bias=bias)] + ([_make(act)] if i < len(sizes) - 2 else [])
+    return layers
+
+
+def tiny_mlp(sizes=(6, 8, 3), *, act=nn.ReLU, bias: bool = True, flatten: bool = False,
+             dtype: torch.dtype | None = None, seed: int | None = None, generator: torch.Generator | None = None,
+             scale: float = 0.5) -> nn.Sequential:
+    """Linear(sizes[0], sizes[1]), ``act``, ..., Linear(sizes[-2], sizes[-1]) as one ``nn.Sequential`` in eval
+    mode (``flatten``: an nn.Flatten first, for image-shaped inputs; ``tiny_mlp((n, k), flatten=True)`` is a
+    linear model). ``seed``, ``generator``, ``scale`` and ``dtype`` as in :func:`tiny_cnn`. Chapter 00."""
+    if seed is not None and generator is not None:
+        raise ValueError("give seed (PyTorch's default initialisation) or generator (seeded weights), not both")
+    if len(sizes) < 2:
+        raise ValueError(f"sizes needs an input and an output width, got {sizes!r}")
+    with _initialisation(seed, generator):
+        layers = ([nn.Flatten()] if flatten else []) + _dense(list(sizes), act, bias)
+        return _finish(nn.Sequential(*layers), dtype, generator, scale)
 
 
 class CubicScores(nn.Module):
@@ -138,9 +244,7 @@ def resolution_case() -> ModelCase:
 def misclassification_case() -> ModelCase:
     """A 6-class CNN (PyTorch's default initialisation under seed 5), its Grad-CAM layer, an input (1, 3, 16, 16).
     Chapter 05."""
-    with _private_rng():
-        torch.manual_seed(5)
-        model = tiny_cnn((8, 8), 6, strides=(1, 1), paddings=(1, 1))
+    model = tiny_cnn((8, 8), 6, strides=(1, 1), paddings=(1, 1), seed=5)
     return ModelCase(model, model[2], torch.randn(1, 3, 16, 16, generator=torch.Generator().manual_seed(5)), None)
 
 
@@ -204,3 +308,102 @@ def attention_case() -> torch.Tensor:
     """Row-stochastic attentions (3 layers, 4 heads, 5, 5), peaked enough that max fusion needs
     re-normalising. Chapter 04."""
     return (2.0 * torch.randn(3, 4, 5, 5, generator=torch.Generator().manual_seed(4))).softmax(dim=-1)
+
+
+# --------------------------------------------------------------------------------------------
+# The model is left as found
+# --------------------------------------------------------------------------------------------
+class ModelState(NamedTuple):
+    """What a public call must leave as found (:func:`snapshot`), each keyed by its name in the model: the
+    parameter objects themselves, their values, ``requires_grad`` and ``.grad``, the buffers, every module's
+    training flag (the model itself is ``""``) and how many hooks are registered."""
+    objects: dict[str, nn.Parameter]
+    values: dict[str, torch.Tensor]
+    requires_grad: dict[str, bool]
+    grads: dict[str, torch.Tensor | None]
+    buffers: dict[str, torch.Tensor]
+    training: dict[str, bool]
+    hooks: int
+
+
+def snapshot(model: nn.Module) -> ModelState:
+    """A copy of everything a method must leave as found on ``model``; compare with :func:`changes` or
+    :func:`assert_unchanged` after the call. Chapter 00 (the course's promise: parameters, buffers, modes,
+    ``requires_grad``, ``.grad`` and hooks are the same after every public call)."""
+    params = dict(model.named_parameters())
+    return ModelState(objects=params, values={n: p.detach().clone() for n, p in params.items()},
+                      requires_grad={n: p.requires_grad for n, p in params.items()},
+                      grads={n: None if p.grad is None else p.grad.detach().clone() for n, p in params.items()},
+                      buffers={n: b.detach().clone() for n, b in model.named_buffers()},
+                      training={n: m.training for n, m in model.named_modules()}, hooks=hooks_left(model))
+
+
+def _same(a: torch.Tensor | None, b: torch.Tensor | None) -> bool:
+    """Equal to the bit where both are tensors (NaN equals NaN; a meta tensor only has a shape and dtype)."""
+    if a is None or b is None:
+        return a is None and b is None
+    if a.shape != b.shape or a.dtype != b.dtype or a.device != b.device:
+        return False
+    if a.device.type == "meta":
+        return True
+    return torch.equal(a, b) or (a.is_floating_point() and bool(torch.isclose(a, b, 0.0, 0.0, equal_nan=True).all()))
+
+
+def _differences(kind: str, before: dict, now: dict, same=lambda a, b: a == b,
+                 describe=lambda a, b: f"{a!r} -> {b!r}") -> list[str]:
+    """One line per name that differs between two dicts: gone, new, or what ``describe(before, now)`` says."""
+    lines = [f"{kind} {n!r} is gone" for n in before if n not in now]
+    lines += [f"{kind} {n!r} is new" for n in now if n not in before]
+    lines += [f"{kind} {n!r}: {describe(before[n], now[n])}" for n in before.keys() & now.keys()
+              if not same(before[n], now[n])]
+    return sorted(lines)
+
+
+def _tensors(a: torch.Tensor | None, b: torch.Tensor | None) -> str:
+    """How two tensors (or None) differ, in words."""
+    if a is None or b is None or a.shape != b.shape or a.dtype != b.dtype or a.device != b.device:
+        show = lambda t: "None" if t is None else f"{tuple(t.shape)} {t.dtype} on {t.device}"  # noqa: E731
+        return f"{show(a)} -> {show(b)}"
+    return f"values changed (largest difference {(a.double() - b.double()).abs().nan_to_num(float('inf')).max():.3g})"
+
+
+def _modes(before: dict[str, bool], now: dict[str, bool]) -> list[str]:
+    """Training flags that moved, one line per direction, naming the first few modules ("" is the model)."""
+    lines = []
+    for was in (False, True):
+        moved = [n for n, flag in before.items() if flag is was and now.get(n, was) is not was]
+        if moved:
+            names = ", ".join(repr(n) for n in moved[:4]) + (f" and {len(moved) - 4} more" if len(moved) > 4 else "")
+            lines.append(f"training mode {was} -> {not was} on {len(moved)} module(s): {names}")
+    return lines
+
+
+def changes(model: nn.Module, before: ModelState) -> list[str]:
+    """What differs on ``model`` from the :func:`snapshot` ``before``, one line each (empty: left as found).
+    Chapter 00."""
+    now = snapshot(model)
+    return (_differences("parameter", before.objects, now.objects, lambda a, b: a is b,
+                         lambda a, b: "replaced by another Parameter object")
+            + _differences("parameter value", before.values, now.values, _same, _tensors)
+            + _differences("requires_grad of", before.requires_grad, now.requires_grad)
+            + _differences(".grad of", before.grads, now.grads, _same, _tensors)
+            + _differences("buffer", before.buffers, now.buffers, _same, _tensors)
+            + _modes(before.training, now.training)
+            + ([f"hooks registered: {before.hooks} -> {now.hooks}"] if before.hooks != now.hooks else []))
+
+
+def assert_unchanged(model: nn.Module, before: ModelState) -> None:
+    """AssertionError naming every change on ``model`` since the :func:`snapshot` ``before``. Chapter 00."""
+    found = changes(model, before)
+    if found:
+        raise AssertionError("the model was not left as found:\n  " + "\n  ".join(found))
+
+
+@contextmanager
+def unchanged(model: nn.Module):
+    """``with unchanged(model): ...``: :func:`assert_unchanged` against a :func:`snapshot` taken on entry, when the
+    block finishes (put ``pytest.raises`` inside it to check the model after an error). Yields the snapshot.
+    Chapter 00."""
+    before = snapshot(model)
+    yield before
+    assert_unchanged(model, before)
