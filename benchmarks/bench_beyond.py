@@ -7,7 +7,8 @@
   same work and result; as shipped it passes ReLU6's plain gradient, less work and not DeepLIFT);
 * GradientSHAP, 3 baselines and 20 samples, vs Captum's ``GradientShap`` (its ``n_samples`` run as one
   batch by default);
-* LRP with EpsilonPlusFlat vs zennit called directly.
+* LRP with EpsilonPlusFlat vs zennit called directly;
+* DeepLIFT and LRP on batches of 1, 2 and 16 images (the default's chunk sizing costs no extra pass).
 
 Targets (issue 17): no slower than the best-tuned peer with zero user tuning, bounded memory.
 
@@ -179,6 +180,64 @@ def zennit_lrp():
     return run
 
 
+# ---------------------------------------------------------------------------------------------- by batch size
+BATCHES = (1, 2, 16)
+
+
+def _batch(n):
+    cnn, x, target, black, _ = _setup()
+    return cnn, x.repeat(n, 1, 1, 1), target, black.repeat(n, 1, 1, 1)
+
+
+def ours_deeplift_batch(n):
+    from xaicourse.deeplift import deeplift
+
+    cnn, x, target, black = _batch(n)
+    return partial(deeplift, cnn.model, x, target, baseline=black)
+
+
+def captum_deeplift_relu6_batch(n):
+    import captum.attr._core.deep_lift as captum_deeplift_module
+    from captum.attr import DeepLift
+    from torch import nn
+
+    _quiet()
+    captum_deeplift_module.SUPPORTED_NON_LINEAR[nn.ReLU6] = captum_deeplift_module.nonlinear
+    cnn, x, target, black = _batch(n)
+    return partial(DeepLift(cnn.model).attribute, x, baselines=black, target=target)
+
+
+def ours_lrp_batch(n):
+    from xaicourse.lrp import lrp
+
+    cnn, x, target, _ = _batch(n)
+    return partial(lrp, cnn.model, x, target, composite="epsilon_plus_flat")
+
+
+def zennit_lrp_batch(n):
+    import torch
+    from zennit.attribution import Gradient
+    from zennit.canonizers import SequentialMergeBatchNorm
+    from zennit.composites import EpsilonPlusFlat
+
+    cnn, x, target, _ = _batch(n)
+    composite = EpsilonPlusFlat(canonizers=[SequentialMergeBatchNorm()])
+
+    def target_logit(out):
+        grad = torch.zeros_like(out)
+        grad[:, target] = out[:, target]
+        return grad
+
+    def run():
+        with Gradient(cnn.model, composite) as attributor:
+            return attributor(x, target_logit)[1]
+    return run
+
+
+for _n in BATCHES:
+    for _name in ("ours_deeplift_batch", "captum_deeplift_relu6_batch", "ours_lrp_batch", "zennit_lrp_batch"):
+        globals()[f"{_name}_{_n}"] = partial(globals()[_name], _n)
+
 for _b in CAPTUM_PER_EVAL:
     globals()[f"captum_kernel_shap_{_b}"] = partial(captum_kernel_shap, _b)
     globals()[f"captum_lime_{_b}"] = partial(captum_lime, _b)
@@ -208,6 +267,12 @@ def run(rounds: int = 3, repeat: int = 3) -> str:
                                             ("Captum GradientShap", f"{here}:captum_gradient_shap")]),
         ("LRP (EpsilonPlusFlat)", "ours", [("ours", f"{here}:ours_lrp"), ("zennit", f"{here}:zennit_lrp")]),
     ]
+    for n in BATCHES:  # the default sizes its chunks without an extra pass: within 1.05x at every batch size
+        groups.append((f"DeepLIFT, batch of {n}", "ours", [("ours", f"{here}:ours_deeplift_batch_{n}"),
+                                                          ("Captum DeepLift, ReLU6 registered",
+                                                           f"{here}:captum_deeplift_relu6_batch_{n}")]))
+        groups.append((f"LRP (EpsilonPlusFlat), batch of {n}", "ours", [("ours", f"{here}:ours_lrp_batch_{n}"),
+                                                                       ("zennit", f"{here}:zennit_lrp_batch_{n}")]))
     for title, reference, cases in groups:
         rows = compare(cases, rounds=rounds, repeat=repeat)
         # a peer that does less work (Captum's DeepLift passing ReLU6's plain gradient) is shown, not compared

@@ -1,7 +1,7 @@
 """Integrated Gradients, 50 steps at 224 on EfficientNet-Lite0: ours (defaults) vs Captum.
 
 Captum evaluates all steps in one batch unless told ``internal_batch_size``; ours sizes its chunks
-from ``xaicourse.ig.MEMORY_BUDGET_BYTES``. Targets: ours <= 1.05x Captum's best time with no tuning,
+from ``xaicourse.batching.DEFAULT_BUDGET_BYTES``. Targets: ours <= 1.05x Captum's best time with no tuning,
 >= 2x faster than Captum's default, peak RSS <= 1.5 GB even at 300 steps.
 
     python -m benchmarks ig

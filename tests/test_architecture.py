@@ -156,3 +156,21 @@ def test_modules_and_functions_stay_small():
                 if length > 55:
                     long_functions.append(f"{path.relative_to(PACKAGE)}:{node.name} ({length} lines)")
     assert not long_functions, f"functions over ~50 lines: {long_functions}"
+
+
+def test_no_module_imports_another_modules_private_name():
+    # A name starting with "_" is its module's own business; what two modules share gets a public name (or lives in a
+    # package-private module such as metrics/_common.py, which may be imported whole or by its public names).
+    bad = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module != "__future__" and (node.level or (node.module or "").startswith("xaicourse")):
+                for alias in node.names:
+                    if alias.name.startswith("_") and not alias.name.startswith("__"):
+                        folder = path.parent if node.level else PACKAGE
+                        for _ in range(max(node.level - 1, 0)):
+                            folder = folder.parent
+                        module_path = folder.joinpath(*(node.module or "").split(".")) if node.module else folder
+                        if not (module_path / f"{alias.name}.py").exists() and not (module_path / alias.name).is_dir():
+                            bad.append(f"{path.relative_to(PACKAGE)}:{node.lineno} imports {alias.name} from {node.module}")
+    assert not bad, "private names imported across modules (give them a public name):\n" + "\n".join(bad)

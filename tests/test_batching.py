@@ -65,3 +65,31 @@ def test_cache_size_is_the_last_level_or_defaults_to_32_mib(tmp_path):
         (tmp_path / f"index{index}" / "size").write_text(f"{size}\n")
     assert cache_bytes(str(tmp_path)) == 16 * 2**20
     assert cache_bytes(str(tmp_path / "missing")) == 32 * 2**20
+
+
+def test_a_batch_that_plainly_fits_runs_in_one_unmeasured_pass(monkeypatch):
+    # item_bytes: the first chunk is sized from the input (GUESS_FACTOR x its bytes); all of it fits -> one pass, no hooks
+    from xaicourse import batching
+
+    model = nn.Linear(4, 2)
+    measured = []
+    monkeypatch.setattr(batching, "measure_bytes", lambda *a, **k: measured.append(1) or (None, 0))
+    calls = [items for items, _ in batching.batched(16, lambda s: s, model=model, item_bytes=1000)]
+    assert calls == [slice(0, 16)] and measured == []
+
+
+def test_a_first_chunk_is_measured_per_item_and_sizes_the_rest():
+    from xaicourse import batching
+
+    model = nn.Linear(1000, 1000)
+    x = torch.randn(40, 1000)
+    budget = 10 * batching.GUESS_FACTOR[True] * x[0].nbytes  # the guess allows 10 items in the first chunk
+
+    def run(items):
+        with torch.enable_grad():
+            return model(x[items].requires_grad_(True)).tanh().sum()
+
+    sizes = [s.stop - s.start for s, _ in batching.batched(40, run, model=model, budget=budget, item_bytes=x[0].nbytes)]
+    assert sizes[0] == 10 and sum(sizes) == 40
+    # the measured bytes per item (input and tanh output saved, 8 kB) let far more than 10 into the later chunks
+    assert sizes[1] == 30

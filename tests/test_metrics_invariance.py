@@ -112,8 +112,8 @@ def test_roar_removal_does_not_depend_on_the_scan_order(monkeypatch):
     from xaicourse.metrics import faithfulness, retraining
     from xaicourse.metrics.retraining import _remove
 
-    monkeypatch.setattr(retraining, "_impute",
-                        lambda x, w, noise, seed: faithfulness._impute(x, w, noise=0.0, seed=seed))
+    monkeypatch.setattr(retraining, "impute_weighted",
+                        lambda x, w, noise, seed: faithfulness.impute_weighted(x, w, noise=0.0, seed=seed))
     x, maps, turn = images(), tied_maps(), TRANSFORMS["rot90"]
     for fill in (torch.tensor([0.1, 0.2, 0.3]), "impute"):
         for fraction in (0.1, 0.35, 0.6):

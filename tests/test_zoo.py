@@ -241,3 +241,155 @@ def test_unknown_tokens_get_attributions_and_a_warning():
     assert unk and all(result.attributions[i] != 0 for i in unk)
     with pytest.warns(UserWarning, match=r"unknown to the tokenizer \(\[UNK\]"):
         interpreter.interpret("\N{GRINNING FACE} \N{HEAVY BLACK HEART} \N{THUMBS UP SIGN} ok")
+
+
+# --------------------------------------------------------------------------------------------
+# Methods that keep their promises (issue "methods that keep their promises"): every guarantee is checked on
+# the result, and a fallback or a miss is never silent.
+# --------------------------------------------------------------------------------------------
+PROMISED = {
+    "deeplift": lambda m, x: xc.deeplift.deeplift(m, x, [1, 3]),
+    "lrp": lambda m, x: xc.lrp.lrp(m, x, [1, 3]),
+}
+
+
+@pytest.mark.parametrize("method", PROMISED)
+def test_a_promise_is_kept_or_the_miss_is_named(zoo_model, method):
+    name, model = zoo_model
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            out = PROMISED[method](model, X)
+        except ValueError as err:  # a layer the method cannot pair or read: refused, with the reason
+            assert "deeplift" in str(err) or "LRP" in str(err) or "layer" in str(err), str(err)
+            return
+    said = [str(w.message) for w in caught if issubclass(w.category, xc.guarantees.ConservationWarning)]
+    check = out.conservation
+    unsupported = (xc.deeplift.unknown_modules if method == "deeplift" else xc.lrp.unfitting_modules)(model)
+    if not check.holds.all():
+        assert any("broken" in s for s in said), f"{method} on {name}: a silent miss of {check.relative.max():.1%}"
+    if unsupported:
+        assert any(unsupported[0] in s for s in said), f"{method} on {name}: {unsupported[0]} falls back silently"
+    if check.holds.all() and not unsupported:
+        assert not said
+
+
+def test_nan_baselines_in_every_form_are_refused_by_every_baseline_method():
+    model = _dict_model().body.eval()
+    mask = (torch.arange(SIZE).view(-1, 1) // 32 * 2 + torch.arange(SIZE).view(1, -1) // 32).expand(2, 1, SIZE, SIZE)
+    calls = {
+        "deeplift": lambda b: xc.deeplift.deeplift(model, X, [1, 3], baseline=b),
+        "kernel_shap": lambda b: xc.shapley.kernel_shap(model, X, [1, 3], feature_mask=mask, baseline=b, n_samples=8),
+        "lime": lambda b: xc.lime.lime(model, X, [1, 3], feature_mask=mask, baseline=b, n_samples=8),
+        "integrated_gradients": lambda b: xc.ig.integrated_gradients(model, X, [1, 3], baseline=b, n_steps=4),
+    }
+    for name, call in calls.items():
+        for bad in (float("nan"), float("inf"), torch.full(X.shape[1:], float("nan")), torch.full((1, *X.shape[1:]), float("inf"))):
+            with pytest.raises(ValueError, match="finite|NaN or inf"):
+                call(bad)
+    with pytest.raises(ValueError, match="NaN or inf"):
+        xc.deeplift.deeplift_shap(model, X, [1, 3], baselines=torch.full((3, *X.shape[1:]), float("nan")))
+
+
+def test_a_vit_without_a_class_token_is_refused_by_the_relevance_methods():
+    import timm
+
+    torch.manual_seed(0)
+    pooled = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=SIZE, num_classes=5,
+                               global_pool="avg", class_token=False).eval()
+    with pytest.raises(ValueError, match="no class token"):
+        xc.relevance.attention_relevance(pooled, X, [1, 3])
+
+
+def test_a_vit_on_a_non_square_grid_gets_a_cam_on_its_grid():
+    import timm
+
+    torch.manual_seed(0)
+    wide = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=(64, 96), num_classes=5).eval()
+    x = torch.randn(2, 3, 64, 96, generator=torch.Generator().manual_seed(2))
+    cams = xc.cam.grad_cam(wide, None, x, [1, 3])
+    assert cams.shape == (2, 64, 96) and torch.isfinite(cams).all() and cams.amax() > 0
+    with pytest.raises(ValueError, match=r"grid=\(h, w\)"):
+        xc.cam.vit_reshape(torch.zeros(1, 25, 8), 1)
+
+
+def test_kernel_shap_fits_many_coalitions_in_bounded_chunks(monkeypatch):
+    # the regression sums its normal equations chunk by chunk: the same values as in one piece
+    masks, weights = xc.shapley.sample_coalitions(12, 3000, seed=1)
+    values = torch.randn(len(masks), dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    whole = xc.shapley._constrained_fit(masks, values, weights, 0.1, 2.0)
+    monkeypatch.setattr(xc.shapley, "FIT_ROWS", 64)
+    chunked = xc.shapley._constrained_fit(masks, values, weights, 0.1, 2.0)
+    assert torch.allclose(whole, chunked, atol=1e-10) and chunked.sum().item() == pytest.approx(1.9)
+    again, _ = xc.shapley.sample_coalitions(12, 3000, seed=1)
+    assert torch.equal(again, masks)  # chunked sampling draws the same coalitions
+
+
+def test_models_at_chance_make_roar_and_data_randomisation_warn():
+    data = xc.data.shapes(48, seed=5, size=32)
+    train = xc.data.ShapesDataset(data.images[:36], data.labels[:36], data.masks[:36], data.marker_masks[:36], data.classes)
+    test = xc.data.ShapesDataset(data.images[36:], data.labels[36:], data.masks[36:], data.marker_masks[36:], data.classes)
+    class Constant(nn.Module):  # trainable, but its output ignores the image: it can only learn the class frequencies
+        def __init__(self):
+            super().__init__()
+            self.bias = nn.Parameter(torch.zeros(3))
+
+        def forward(self, x):
+            return self.bias.expand(len(x), 3) + 0 * x.flatten(1)[:, :1]
+
+    with pytest.warns(UserWarning, match="chance is"):
+        xc.metrics.permuted_label_models(train, test, make_model=Constant, epochs=1)
+    with pytest.warns(UserWarning, match="ROAR's model .* chance is"):
+        xc.metrics.roar(Constant(), {"random": lambda m, x, t: torch.rand(x.shape, generator=torch.Generator().manual_seed(0))},
+                        train=train, test=test, fractions=(0.5,), seeds=(0,), epochs=1, make_model=Constant, progress=False)
+
+
+def test_epsilon_gamma_box_refuses_low_above_high():
+    model = _dict_model().body.eval()
+    with pytest.raises(ValueError, match="swapped"):
+        xc.lrp.lrp(model, X, [1, 3], composite="epsilon_gamma_box", low=1.0, high=-1.0)
+
+
+def test_a_parameterless_wrapper_in_training_mode_does_not_warn():
+    class Wrapper(nn.Module):
+        def __init__(self, body):
+            super().__init__()
+            self.body = body
+
+        def forward(self, x):
+            return self.body(x)
+
+    wrapper = Wrapper(_dict_model().body.eval())  # the wrapper itself is in training mode, as every new module
+    assert wrapper.training
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        xc.saliency.vanilla_gradient(wrapper, X, [1, 3])
+    with pytest.warns(UserWarning, match="training mode"):
+        xc.saliency.vanilla_gradient(Wrapper(nn.Sequential(nn.Dropout(0.0), _dict_model().body.eval())), X, [1, 3])
+
+
+def test_chapter_08_methods_on_the_meta_device_run_or_say_why():
+    meta = torch.device("meta")
+    model = copy.deepcopy(_dict_model().body).eval().to(meta)
+    x = torch.empty(2, 3, 8, 8, device=meta)
+    refs = torch.empty(3, 3, 8, 8, device=meta)
+    for call in (lambda: xc.deeplift.deeplift(model, x, [0, 1]), lambda: xc.deeplift.deeplift_shap(model, x, [0, 1], baselines=refs),
+                 lambda: xc.shapley.gradient_shap(model, x, [0, 1], baselines=refs, n_samples=3),
+                 lambda: xc.lrp.lrp(model, x, [0, 1])):
+        assert call().device == meta
+    mask = torch.zeros(2, 1, 8, 8, dtype=torch.long, device=meta)
+    with pytest.raises(ValueError, match="meta device"):
+        xc.shapley.kernel_shap(model, x, [0, 1], feature_mask=mask, n_samples=8)
+
+
+def test_a_frozen_text_model_gets_its_attention_relevance():
+    bundle = xc.models.sentiment_classifier()
+    frozen = [p for p in bundle.model.parameters() if p.requires_grad]
+    for p in frozen:
+        p.requires_grad_(False)
+    try:
+        relevance = xc.relevance.attention_relevance(bundle, "a warm and funny film")
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
+    assert torch.isfinite(relevance).all() and relevance.abs().sum() > 0

@@ -18,8 +18,10 @@ import torch
 import torch.nn.functional as F
 
 from .batching import batched
-from .inputs import check_choice, check_number
+from .inputs import check_choice, check_number, check_types
 from .maps import mask_share
+from .models import TextModel
+from .numerics import safe_divide
 
 __all__ = ["Attended", "HEAD_FUSIONS", "TextAttentions", "cls_maps", "fuse_heads", "get_attentions", "is_special",
            "layer_map", "mask_mass", "most_attended", "object_attention_share", "patch_coverage", "rollout",
@@ -56,6 +58,8 @@ def get_attentions(text_model, text: str) -> TextAttentions:
     ``text_model`` is a :class:`xaicourse.models.TextModel` (e.g. ``models.bert()``). Empty text is a
     ValueError; text over the model's limit is truncated with a warning. Taught in chapter 04.
     """
+    if not isinstance(text_model, TextModel):
+        raise TypeError(f"text_model must be a TextModel bundle (e.g. xc.models.bert()), got {type(text_model).__name__}")
     encoded = text_model.encode(text)
     outputs = text_model.model(**encoded, output_attentions=True)
     attentions = stack_attentions(getattr(outputs, "attentions", None), text_model.name)[0].cpu()
@@ -86,6 +90,7 @@ def vit_attentions(vit, x: torch.Tensor) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------
 # Combining heads and layers
 # --------------------------------------------------------------------------------------------
+@check_types
 def fuse_heads(attentions: torch.Tensor, head_fusion: str = "mean") -> torch.Tensor:
     """Combine the heads axis (dim -3) of (..., heads, T, T): "mean", "max" or "min" -> (..., T, T). Chapter 04."""
     check_choice("head_fusion", head_fusion, HEAD_FUSIONS)
@@ -94,6 +99,7 @@ def fuse_heads(attentions: torch.Tensor, head_fusion: str = "mean") -> torch.Ten
     return getattr(attentions, head_fusion)(dim=-3).values
 
 
+@check_types
 def rollout(attentions: torch.Tensor, head_fusion: str = "mean", discard_ratio: float = 0.0,
             residual: bool = True) -> torch.Tensor:
     """Attention rollout (Abnar & Zuidema, 2020): how much each output token draws on each input token.
@@ -119,7 +125,7 @@ def rollout(attentions: torch.Tensor, head_fusion: str = "mean", discard_ratio: 
     if residual:
         fused = 0.5 * fused + 0.5 * torch.eye(n_tokens, device=fused.device, dtype=fused.dtype)
     sums = fused.sum(dim=-1, keepdim=True)
-    fused = torch.where(sums > 0, fused / sums.clamp_min(1e-12), torch.zeros_like(fused))
+    fused = safe_divide(fused, sums)
     result = fused[..., 0, :, :]
     for layer in range(1, fused.shape[-3]):
         result = fused[..., layer, :, :] @ result
@@ -141,6 +147,7 @@ def is_special(token: str) -> bool:
     return bool(_SPECIAL.match(token))
 
 
+@check_types
 def most_attended(attentions: torch.Tensor, tokens: list[str]) -> list[Attended]:
     """For each ordinary token, the other ordinary token it attends to most (exercise 4).
 
@@ -168,6 +175,7 @@ def most_attended(attentions: torch.Tensor, tokens: list[str]) -> list[Attended]
 # --------------------------------------------------------------------------------------------
 # Vision Transformers: from token weights to maps on the image
 # --------------------------------------------------------------------------------------------
+@check_types
 def cls_maps(attentions: torch.Tensor, grid: int) -> torch.Tensor:
     """The CLS token's attention over the patches, on the patch grid: (..., T, T) -> (..., grid, grid).
 
@@ -178,6 +186,7 @@ def cls_maps(attentions: torch.Tensor, grid: int) -> torch.Tensor:
     return attentions[..., 0, 1:].reshape(*attentions.shape[:-2], grid, grid)
 
 
+@check_types
 def patch_coverage(masks: torch.Tensor, grid: int) -> torch.Tensor:
     """Share of each patch covered by a pixel mask: (..., S, S) bool -> (..., grid, grid) in [0, 1]. Chapter 04."""
     _check_maps("masks", masks)
@@ -187,6 +196,7 @@ def patch_coverage(masks: torch.Tensor, grid: int) -> torch.Tensor:
     return F.adaptive_avg_pool2d(flat, grid).reshape(*masks.shape[:-2], grid, grid)
 
 
+@check_types
 def mask_mass(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     """Share of a map's mass that falls on the object: sum(map * coverage) / sum(map).
 
@@ -210,6 +220,7 @@ def mask_mass(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     return share.reshape(coverage.shape[:-2])
 
 
+@check_types
 def layer_map(attentions: torch.Tensor, grid: int, layer: int, head: int | str = "mean") -> torch.Tensor:
     """One ViT map on the patch grid, (grid, grid), from attentions (layers, heads, T, T).
 

@@ -19,13 +19,14 @@ import numbers
 
 import torch
 
-from .inputs import has_values
+from .inputs import check_types, has_values
 
 __all__ = ["as_baseline", "as_baselines"]
 
 _FINITE_HINT = "the attributions would be NaN; give a finite baseline (e.g. xc.ig.black_baseline(x, model_bundle))"
 
 
+@check_types
 def as_baseline(baseline, x: torch.Tensor) -> torch.Tensor:
     """The baseline of each sample, a tensor shaped like ``x`` on its device and dtype. Chapter 03.
 
@@ -53,6 +54,7 @@ def as_baseline(baseline, x: torch.Tensor) -> torch.Tensor:
     return baseline
 
 
+@check_types
 def as_baselines(baselines, x: torch.Tensor) -> torch.Tensor:
     """A stack of K >= 1 baselines (K, *x.shape[1:]) on ``x``'s device and dtype. Chapter 08.
 

@@ -2,9 +2,10 @@
 
 Every method that runs the model on many inputs made from one sample (SmoothGrad's noisy copies,
 IG's path points, Score-CAM's masked images, deletion steps, KernelSHAP / LIME perturbations) goes
-through :func:`batched`. With ``batch_size=None`` the first item runs alone while the bytes it needs
-are measured, and the chunk size is the memory ``budget`` divided by that measurement (a single item
-just runs):
+through :func:`batched`. With ``batch_size=None`` a first chunk runs while the bytes it needs are
+measured, and the chunk size is the memory ``budget`` divided by that measurement per item. The
+first chunk is one item, or as many as a guess from their input's size fits into the budget when
+the caller says that size (``item_bytes``); a batch that plainly fits runs at once, unmeasured:
 
 * ``grad=True``: the bytes autograd saves for the backward pass (``saved_tensors_hooks``, parameters
   excluded). This is what SmoothGrad and IG keep alive per input.
@@ -12,9 +13,9 @@ just runs):
   graph, activations are freed as the pass goes on; the factor was measured as peak RSS on
   EfficientNet-Lite0 at 224 px (about 60x the input image, 8x its largest activation). On a CPU
   the chunk is also kept small enough that its largest activation fills at most half of the
-  last-level cache (:func:`cache_bytes`), so that a layer's input and output stay in the cache:
-  on EfficientNet-Lite0 at 224 px (largest activation 4.8 MB, 32 MiB L3) chunks of 3 ran
-  KernelSHAP's 128 passes in 2.4 s and Score-CAM in 17 s, chunks of 10 in 4.5 s and 22 s.
+  last-level cache (:func:`cache_bytes`), so that a layer's input and output stay in the cache
+  (on EfficientNet-Lite0 at 224 px this picks chunks of 3; the timings that chose it are in
+  benchmarks/RESULTS.md).
 
 Chunks are equal in size (``chunks(10, 4)`` gives 4, 3, 3) and results come back in order, so a
 method that sums them in that order gives the same answer whatever the chunk size. Long runs show a
@@ -31,11 +32,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-__all__ = ["DEFAULT_BUDGET_BYTES", "NO_GRAD_FACTOR", "PROGRESS_AFTER_S", "batched", "cache_bytes", "chunk_limit",
+__all__ = ["DEFAULT_BUDGET_BYTES", "GUESS_FACTOR", "NO_GRAD_FACTOR", "PROGRESS_AFTER_S", "batched", "cache_bytes", "chunk_limit",
            "chunks", "measure_bytes"]
 
 DEFAULT_BUDGET_BYTES = 384 * 2**20
 NO_GRAD_FACTOR = 8
+#: Bytes a method's chunk needs per byte of its input, for sizing a first chunk before anything is measured
+#: (``item_bytes``): EfficientNet-Lite0 at 224 px keeps 127x its input for the backward pass and peaks at about
+#: 60x without gradients. A heavier model may overshoot the budget with its first chunk; the rest is measured.
+GUESS_FACTOR = {True: 128, False: 64}
 PROGRESS_AFTER_S = 2.0
 
 
@@ -62,7 +67,9 @@ def _on_cpu(model: nn.Module) -> bool:
 
 def chunks(total: int, limit: int) -> list[tuple[int, int]]:
     """(start, stop) ranges covering ``range(total)`` in equal chunks of at most ``limit`` items. Chapters 01-03."""
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise TypeError(f"limit is the largest chunk and must be an int >= 1, got {type(limit).__name__}")
+    if limit < 1:
         raise ValueError(f"limit is the largest chunk and must be an int >= 1, got {limit!r}")
     if total <= 0:
         return []
@@ -124,35 +131,41 @@ def _limit(model, nbytes: int, grad: bool, budget: int, n_items: int) -> int:
 
 def batched(n_items: int, run: Callable[[slice], object], *, model: nn.Module, batch_size: int | None = None,
             budget: int = DEFAULT_BUDGET_BYTES, grad: bool = True, desc: str | None = None,
-            progress: bool | None = None) -> Iterator[tuple[slice, object]]:
+            progress: bool | None = None, item_bytes: int | None = None) -> Iterator[tuple[slice, object]]:
     """Yield ``(items, run(items))`` for consecutive slices covering ``range(n_items)``, in order. Chapters 01-03.
 
     ``run(items)`` evaluates the items of one chunk (e.g. a slice of IG's path points) and returns
     anything (usually a tensor whose first dimension is the chunk). ``batch_size``: items per chunk;
-    None measures the first item and fits chunks into ``budget`` bytes. ``progress``: True always
-    shows a bar, False never, None when the first chunk predicts more than two seconds in all.
+    None measures the first chunk and fits the others into ``budget`` bytes. The first chunk is one
+    item, or, when the caller gives ``item_bytes`` (the bytes of one item's input), as many items as
+    :data:`GUESS_FACTOR` times their input bytes fit into the budget: when that is all of them, the
+    batch runs in one pass with nothing measured (no extra pass for small batches). ``progress``:
+    True always shows a bar, False never, None when the first chunk predicts more than two seconds.
     """
     if batch_size is not None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be an int >= 1 or None (sized from the memory budget), got {batch_size!r}")
         ranges = chunks(n_items, batch_size)
-        first = None
-    elif n_items == 1:  # nothing to size: measuring would only add the hooks' cost
-        ranges, first = [(0, 1)], None
+        first, head = None, 0
     else:
         if n_items <= 0:
             return
-        started = time.perf_counter()
-        first, nbytes = measure_bytes(model, lambda: run(slice(0, 1)), grad=grad)
-        elapsed = time.perf_counter() - started
-        limit = _limit(model, nbytes, grad, budget, n_items)
-        ranges = [(1 + a, 1 + b) for a, b in chunks(n_items - 1, limit)]
-        if progress is None:
-            progress = elapsed * n_items > PROGRESS_AFTER_S
-    bar = _bar(n_items, desc, progress, started=first is not None)
+        guess = GUESS_FACTOR[grad] * item_bytes if item_bytes else budget
+        head = max(1, min(n_items, budget // max(guess, 1)))
+        if head == n_items:  # the whole batch plainly fits (or is one item): nothing to size
+            ranges, first, head = [(0, n_items)], None, 0
+        else:
+            started = time.perf_counter()
+            first, nbytes = measure_bytes(model, lambda: run(slice(0, head)), grad=grad)
+            elapsed = time.perf_counter() - started
+            limit = _limit(model, math.ceil(nbytes / head), grad, budget, n_items)
+            ranges = [(head + a, head + b) for a, b in chunks(n_items - head, limit)]
+            if progress is None:
+                progress = elapsed / head * n_items > PROGRESS_AFTER_S
+    bar = _bar(n_items, desc, progress, started=head)
     try:
         if first is not None:
-            yield slice(0, 1), first
+            yield slice(0, head), first
         for start, stop in ranges:
             started = time.perf_counter()
             result = run(slice(start, stop))

@@ -31,7 +31,7 @@ from torch import nn
 
 from .batching import batched
 from .hooks import find_layer, record_layer
-from .inputs import check_int, explainer, has_values, model_input, run_model
+from .inputs import check_int, check_types, explainer, has_values, model_input, run_model
 from .maps import upsample
 from .numerics import safe_divide
 from .saliency import guided_backprop
@@ -40,8 +40,6 @@ from .targets import resolve_targets, select
 __all__ = ["depth_layers", "find_target_layer", "grad_cam", "grad_cam_pp", "guided_grad_cam", "layer_grids",
            "prefix_tokens", "score_cam", "upsample", "vit_reshape"]
 
-# Score-CAM runs without gradients; its masked inputs go through the model in chunks that fit here.
-SCORE_CAM_BUDGET_BYTES = 256 * 2**20
 
 _SPATIAL = (nn.Conv2d, nn.BatchNorm2d)
 _NOT_SPATIAL = (nn.Linear, nn.Flatten, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
@@ -68,7 +66,7 @@ def score_cam(model: nn.Module, layer, x: torch.Tensor, target=None, *, reshape=
     """Score-CAM (Wang et al., 2020), gradient-free: (B, H, W) in [0, 1]. Chapter 02, section 4.2.
 
     Runs one forward pass per channel of ``layer`` and sample, ``batch_size`` masked inputs at a
-    time (None: sized from :data:`SCORE_CAM_BUDGET_BYTES`, see :mod:`xaicourse.batching`); shows a
+    time (None: sized from the memory budget, see :mod:`xaicourse.batching`); shows a
     progress bar when that takes more than a few seconds. The channel weights are the softmax of
     the masked scores over the channels, as pytorch-grad-cam computes them.
     """
@@ -122,7 +120,7 @@ def _score_cam_weights(model, acts, x, targets, batch_size):
             return run_model(model, x[b] * masks[:, None]).index_select(1, targets[b:b + 1])[:, 0]
 
         for channels, chunk in batched(acts.shape[1], masked_scores, model=model, batch_size=batch_size, grad=False,
-                                       budget=SCORE_CAM_BUDGET_BYTES, desc=f"Score-CAM masks (image {b + 1}/{len(x)})"):
+                                       desc=f"Score-CAM masks (image {b + 1}/{len(x)})"):
             scores[b, channels] = chunk
     return scores.softmax(dim=1)
 
@@ -182,16 +180,25 @@ def _spatial(t: torch.Tensor, reshape, name: str) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------
 # Choosing and reshaping the layer
 # --------------------------------------------------------------------------------------------
-def vit_reshape(tokens: torch.Tensor, prefix_tokens: int = 1) -> torch.Tensor:
+@check_types
+def vit_reshape(tokens: torch.Tensor, prefix_tokens: int = 1, grid: tuple[int, int] | None = None) -> torch.Tensor:
     """ViT tokens (B, T, D) -> a feature map (B, D, h, w): drop the CLS (and other prefix) tokens and
-    lay the patch tokens out on their square grid. Chapter 02 (and 04 for the ViT)."""
+    lay the patch tokens out on their grid: ``grid`` (h, w), or the square one when None. Chapter 02
+    (and 04 for the ViT)."""
     if tokens.ndim != 3:
         raise ValueError(f"expected tokens of shape (batch, tokens, dim), got {tuple(tokens.shape)}")
     patches = tokens[:, prefix_tokens:]
+    if grid is not None:
+        h, w = grid
+        if h * w != patches.shape[1]:
+            raise ValueError(f"{patches.shape[1]} patch tokens (after dropping {prefix_tokens} prefix token(s)) do not "
+                             f"fill a {h} x {w} grid: check prefix_tokens and grid")
+        return patches.reshape(len(patches), h, w, -1).permute(0, 3, 1, 2)
     side = int(round(patches.shape[1] ** 0.5))
     if side * side != patches.shape[1]:
         raise ValueError(f"{patches.shape[1]} patch tokens (after dropping {prefix_tokens} prefix token(s)) "
-                         "do not form a square grid: set prefix_tokens or pass your own reshape function")
+                         "do not form a square grid: for a non-square image pass grid=(h, w) (timm models say it in "
+                         "patch_embed.grid_size, which reshape='vit' reads), else check prefix_tokens")
     return patches.reshape(len(patches), side, side, -1).permute(0, 3, 1, 2)
 
 
@@ -216,7 +223,9 @@ def _reshape_function(reshape, model: nn.Module):
     if reshape is None or callable(reshape):
         return reshape
     if reshape == "vit":
-        return lambda tokens: vit_reshape(tokens, prefix_tokens(model, tokens.shape[1]))
+        grid = getattr(getattr(model, "patch_embed", None), "grid_size", None)
+        grid = tuple(grid) if isinstance(grid, (tuple, list)) and len(grid) == 2 else None
+        return lambda tokens: vit_reshape(tokens, prefix_tokens(model, tokens.shape[1]), grid)
     raise ValueError(f"reshape must be None, 'vit' or a function (B, T, D) -> (B, D, h, w), got {reshape!r}")
 
 
@@ -225,6 +234,7 @@ def _is_token_model(model: nn.Module) -> bool:
     return isinstance(blocks, (nn.Sequential, nn.ModuleList)) and len(blocks) > 0 and hasattr(blocks[-1], "norm1")
 
 
+@check_types
 def find_target_layer(model: nn.Module) -> nn.Module:
     """The usual Grad-CAM layer: the last spatial layer of a CNN, or ``blocks[-1].norm1`` of a ViT. Chapter 02.
 
@@ -252,6 +262,7 @@ def find_target_layer(model: nn.Module) -> nn.Module:
     return dict(named)[last]
 
 
+@check_types
 def depth_layers(model: nn.Module) -> dict[str, nn.Module]:
     """Layers from shallow to deep for comparing CAMs across depth: the stages of a CNN (timm's
     ``blocks.i``, torchvision's ``layerN``, or the ReLUs of a plain ``features`` stack), then
@@ -271,6 +282,7 @@ def depth_layers(model: nn.Module) -> dict[str, nn.Module]:
 
 
 @torch.no_grad()
+@check_types
 def layer_grids(model: nn.Module, layers: dict, x: torch.Tensor) -> dict[str, tuple[int, ...]]:
     """The output grid (h, w) of each named layer for input ``x``, from one forward pass. Chapter 02."""
     with ExitStack() as stack:

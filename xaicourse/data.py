@@ -21,6 +21,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from . import paths
+from .inputs import check_types
 
 __all__ = ["MOVIE_REVIEWS_FILE", "PHOTOS", "SENTIMENT_CLASSES", "SHAPE_CLASSES", "ShapesDataset", "TextDataset", "image",
            "load_image", "movie_reviews", "shapes", "to_pil"]
@@ -37,6 +38,7 @@ PHOTOS = {
 }
 
 
+@check_types
 def image(name: str) -> Image.Image:
     """A bundled photo as an RGB PIL image. ``name`` is one of :data:`PHOTOS`. Chapter 00."""
     if name not in PHOTOS:
@@ -58,6 +60,8 @@ def image(name: str) -> Image.Image:
 
 def to_pil(array: np.ndarray) -> Image.Image:
     """A PIL image from an (H, W, 3) or (H, W) uint8 array, e.g. from :func:`load_image`. Chapter 00."""
+    if not isinstance(array, (np.ndarray, torch.Tensor)):
+        raise TypeError(f"to_pil takes an image array (H, W, 3) or (H, W), got {type(array).__name__}")
     array = np.asarray(array)
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)):
         raise ValueError(f"an image array is (H, W, 3) or (H, W), got shape {array.shape}")

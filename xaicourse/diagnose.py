@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from . import cam as cam_methods
 from .maps import mask_share
+from .numerics import safe_divide
 
 __all__ = ["Diagnosis", "HINTS", "cam_patterns", "corner_masks", "diagnose_model", "dilate"]
 
@@ -86,7 +87,7 @@ def cam_patterns(cams: torch.Tensor, masks: torch.Tensor | None = None, *, corne
     corner_share = mask_share(positive, corners)
     peak = positive.flatten(1).amax(dim=1)
     corner_peak = corners.flatten()[positive.flatten(1).argmax(dim=1)] & (peak > 0)
-    spread = torch.where(peak > 0, positive.flatten(1).mean(dim=1) / peak.clamp(min=1e-12), torch.ones_like(peak))
+    spread = safe_divide(positive.flatten(1).mean(dim=1), peak, fill=1.0)
     object_share = None
     if masks is not None:
         if masks.shape != cams.shape:
@@ -147,8 +148,7 @@ def _centroid(positive: torch.Tensor) -> torch.Tensor:
     xs = torch.linspace(-1, 1, w, device=positive.device)
     x = (positive.sum(dim=1) * xs).sum(dim=1)
     y = (positive.sum(dim=2) * ys).sum(dim=1)
-    safe = total.clamp(min=1e-12)
-    return torch.where(total[:, None] > 0, torch.stack([x / safe, y / safe], dim=1), torch.zeros(b, 2, device=positive.device, dtype=positive.dtype))
+    return safe_divide(torch.stack([x, y], dim=1), total[:, None])
 
 
 def _check_maps(cams) -> torch.Tensor:

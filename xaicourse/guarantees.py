@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .inputs import check_types
 from .numerics import safe_divide
 
 __all__ = ["TOLERANCE", "Conservation", "ConservationWarning", "check_conservation"]
@@ -71,6 +72,7 @@ class Conservation:
         return self.relative <= self.tolerance
 
 
+@check_types
 def check_conservation(result: torch.Tensor, total: torch.Tensor, expected: torch.Tensor, *, method: str,
                        property: str, causes: str, bound: str = "equal", tolerance: float = TOLERANCE,
                        unsupported: list[str] | None = None, stacklevel: int = 3) -> torch.Tensor:

@@ -24,22 +24,21 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import batching
 from .baselines import as_baseline
 from .batching import batched
 from .guarantees import check_conservation
-from .inputs import check_int, explainer, generator, has_values, model_input, run_model
+from .inputs import check_choice, check_int, check_types, explainer, generator, has_values, model_input, run_model
 from .models import ImageModel, Normalization, VisionTransformer
+from .numerics import safe_divide
 from .targets import resolve_targets, select
 
-__all__ = ["BASELINES", "MEMORY_BUDGET_BYTES", "RULES", "black_baseline", "blur_baseline", "completeness_delta",
+__all__ = ["BASELINES", "RULES", "black_baseline", "blur_baseline", "completeness_delta",
            "from_pixels", "integrated_gradients", "make_baseline", "multi_baseline_ig", "noise_baseline", "path",
            "path_derivative", "quadrature", "steps_for_tolerance", "white_baseline"]
 
 RULES = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre")
 BASELINES = ("black", "white", "noise", "blur", "zero")
-# Autograd-saved activations per chunk: 5 path points at 224 px on EfficientNet-Lite0 (76 MB each).
-# On a 2-core CPU chunks of 4-5 were faster than chunks of 10 (cache-friendlier) at half the memory.
-MEMORY_BUDGET_BYTES = 384 * 2**20
 
 
 # --------------------------------------------------------------------------------------------
@@ -53,8 +52,7 @@ def quadrature(method: str, n_steps: int) -> tuple[torch.Tensor, torch.Tensor]:
     ``riemann_trapezoid`` uses step ``1 / n`` on the same nodes: its weights sum to ``(n - 1) / n``
     and its attributions are ``(n - 1) / n`` times ours (2% short at 50 steps).
     """
-    if method not in RULES:
-        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(RULES)}")
+    check_choice("method", method, RULES)
     if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)):
         raise TypeError(f"n_steps must be an int, got {type(n_steps).__name__}")
     least = 2 if method == "riemann_trapezoid" else 1
@@ -79,6 +77,7 @@ def quadrature(method: str, n_steps: int) -> tuple[torch.Tensor, torch.Tensor]:
     return alphas, weights
 
 
+@check_types
 def path(x: torch.Tensor, baseline: torch.Tensor, alphas) -> torch.Tensor:
     """The interpolated inputs ``baseline + alpha * (x - baseline)``: shape (len(alphas), *x.shape). Chapter 03.
 
@@ -101,7 +100,7 @@ def integrated_gradients(model: nn.Module, x: torch.Tensor, target=None, *, base
     ``target``: None (each sample's top class), an int, or one class per sample. ``baseline``: None
     (the all-zero input), a number, or a tensor shaped like ``x`` or like one sample (one baseline
     per sample or one for all). ``method``: one of :data:`RULES`. ``batch_size``: how many path points
-    of one sample go through the model at once; None sizes chunks from :data:`MEMORY_BUDGET_BYTES`
+    of one sample go through the model at once; None sizes chunks from :data:`xaicourse.batching.DEFAULT_BUDGET_BYTES`
     (the first node is run alone while counting the bytes autograd keeps).
 
     ``return_delta=True`` returns ``(attributions, delta)`` as Captum does, where ``delta`` (B,) is
@@ -144,7 +143,7 @@ def _chunked_path_gradients(model, x, baseline, targets, alphas, batch_size):
             (grads,) = torch.autograd.grad(score, points)
         return grads.reshape(chunk.stop - chunk.start, *x.shape)
 
-    yield from batched(len(alphas), gradients, model=model, batch_size=batch_size, budget=MEMORY_BUDGET_BYTES,
+    yield from batched(len(alphas), gradients, model=model, batch_size=batch_size, budget=batching.DEFAULT_BUDGET_BYTES,
                        desc="IG path points")
 
 
@@ -189,7 +188,7 @@ def completeness_delta(model: nn.Module, x: torch.Tensor, attributions: torch.Te
     delta = attributions.detach().double().reshape(len(x), -1).sum(1) - change
     if relative:
         scale = change.abs()
-        delta = torch.where(scale > 0, delta.abs() / scale.clamp_min(1e-300), delta.abs())
+        delta = torch.where(scale > 0, safe_divide(delta.abs(), scale), delta.abs())
     return delta
 
 
@@ -222,6 +221,7 @@ def steps_for_tolerance(model: nn.Module, x: torch.Tensor, target=None, tol: flo
     return high
 
 
+@check_types
 def multi_baseline_ig(model: nn.Module, x: torch.Tensor, target=None, *, baselines: torch.Tensor, **ig_kwargs) -> torch.Tensor:
     """IG averaged over several baselines (K, *x.shape[1:]): a tensor shaped like ``x``.
 
@@ -274,22 +274,26 @@ def from_pixels(pixels: torch.Tensor, normalization=None) -> torch.Tensor:
     return (pixels - mean) / std
 
 
+@check_types
 def black_baseline(x: torch.Tensor, normalization=None) -> torch.Tensor:
     """An all-black image (pixels 0) in the model's input space, shaped like ``x``. Chapter 03."""
     return from_pixels(torch.zeros_like(x), normalization)
 
 
+@check_types
 def white_baseline(x: torch.Tensor, normalization=None) -> torch.Tensor:
     """An all-white image (pixels 1) in the model's input space, shaped like ``x``. Chapter 03."""
     return from_pixels(torch.ones_like(x), normalization)
 
 
+@check_types
 def noise_baseline(x: torch.Tensor, normalization=None, *, seed: int = 0) -> torch.Tensor:
     """Uniform noise pixels in [0, 1] (seeded) in the model's input space, shaped like ``x``. Chapter 03."""
     pixels = torch.rand(x.shape, generator=generator(seed, x.device), dtype=x.dtype, device=x.device)
     return from_pixels(pixels, normalization)
 
 
+@check_types
 def blur_baseline(x: torch.Tensor, sigma: float = 10.0) -> torch.Tensor:
     """``x`` (B, C, H, W) blurred with a Gaussian of ``sigma`` pixels: the layout stays, the detail goes. Chapter 03.
 
@@ -305,6 +309,7 @@ def blur_baseline(x: torch.Tensor, sigma: float = 10.0) -> torch.Tensor:
     return gaussian_blur(x, kernel_size=[2 * radius + 1] * 2, sigma=[float(sigma)] * 2)
 
 
+@check_types
 def make_baseline(name: str, x: torch.Tensor, normalization=None, *, seed: int = 0, sigma: float = 10.0) -> torch.Tensor:
     """A baseline by name (one of :data:`BASELINES`) shaped like ``x``; "zero" is the all-zero input. Chapter 03."""
     makers = {

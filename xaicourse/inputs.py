@@ -11,11 +11,13 @@ kind with a wrong value (a 3-D tensor, a count of 0, NaN).
 * :func:`explainer`: the decorator of every attribution method: it checks the model, explains it in
   eval mode (restored afterwards) and warns when a sample's map is entirely zero.
 * :func:`check_int`, :func:`check_number`, :func:`check_choice`:
-  settings.
+  settings; :func:`check_types`: the decorator that turns a function's annotations (tensor, module,
+  str) into TypeErrors at its boundary.
 """
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 import numbers
 import warnings
@@ -25,12 +27,14 @@ from torch import nn
 
 from .hooks import eval_mode
 
-__all__ = ["check_choice", "check_int", "check_model", "check_number", "explainer", "generator", "has_values", "logits", "model_input",
-           "positive_int", "run_model", "warn_if_zero"]
+__all__ = ["check_choice", "check_int", "check_model", "check_number", "check_types", "explainer", "generator", "has_values",
+           "in_training", "logits", "model_input", "positive_int", "run_model", "warn_if_zero"]
 
 
 def has_values(t: torch.Tensor) -> bool:
     """False on the meta device (shapes only), where value checks are skipped. Chapter 01."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"has_values reads a tensor's device, got {type(t).__name__}")
     return t.device.type != "meta"
 
 
@@ -128,7 +132,7 @@ def explainer(fn=None, *, zero_warning: bool = True):
     @functools.wraps(fn)
     def wrapper(model, *args, **kwargs):
         check_model(model)
-        if model.training:
+        if in_training(model):
             warnings.warn(f"{fn.__name__}: the model is in training mode; it is explained in eval mode (dropout off, "
                           "batch norm with its running statistics, which are not updated) and put back in training "
                           "mode afterwards. Call model.eval() to silence this warning", stacklevel=2)
@@ -139,6 +143,19 @@ def explainer(fn=None, *, zero_warning: bool = True):
         return result
 
     return wrapper
+
+
+def in_training(model: nn.Module) -> bool:
+    """Whether a part of ``model`` that behaves differently in training mode is in it. Chapter 01.
+
+    Dropout, and modules with parameters or buffers of their own (batch norm, layers written with
+    ``if self.training``): a parameterless wrapper left in training mode around an eval-mode model
+    behaves exactly as in eval mode, so it does not count.
+    """
+    check_model(model)
+    return any(m.training for m in model.modules()
+               if isinstance(m, nn.modules.dropout._DropoutNd) or next(m.parameters(recurse=False), None) is not None
+               or next(m.buffers(recurse=False), None) is not None)
 
 
 def warn_if_zero(result, name: str, cause: str | None = None) -> None:
@@ -185,6 +202,8 @@ def check_number(name: str, value, *, minimum: float | None = None, maximum: flo
 
 def check_choice(name: str, value, choices) -> str:
     """``value`` if it is one of ``choices``. Chapter 01."""
+    if all(isinstance(c, str) for c in choices) and not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, one of {', '.join(map(repr, choices))}; got {type(value).__name__}")
     if value not in choices:
         raise ValueError(f"unknown {name} {value!r}: choose one of {', '.join(map(repr, choices))}")
     return value
@@ -197,3 +216,42 @@ def generator(seed: int, device) -> torch.Generator:
         return torch.Generator(device=device).manual_seed(seed)
     except RuntimeError:
         return torch.Generator().manual_seed(seed)
+
+
+_KINDS = {"torch.Tensor": (torch.Tensor, "a torch.Tensor"), "Tensor": (torch.Tensor, "a torch.Tensor"),
+          "nn.Module": (nn.Module, "a torch.nn.Module"), "str": (str, "a str")}
+
+
+def check_types(fn):
+    """Decorator: a TypeError naming the argument when one annotated as a tensor, module or str is not one. Chapter 01.
+
+    Reads ``fn``'s annotations (``x: torch.Tensor``, ``model: nn.Module``, ``name: str``; ``X | None``
+    also allows None), so the rule "TypeError for the wrong kind of thing" holds at the boundary of
+    every function that declares its kinds, instead of an AttributeError from deep inside.
+    """
+    if not callable(fn):
+        raise TypeError(f"check_types decorates a function, got {type(fn).__name__}")
+    signature = inspect.signature(fn)
+    wanted = {}
+    for name, parameter in signature.parameters.items():
+        text = str(parameter.annotation).replace(" ", "")
+        optional = text.endswith("|None") or text.startswith("None|")
+        kind = _KINDS.get(text.replace("|None", "").replace("None|", ""))
+        if kind:
+            wanted[name] = (*kind, optional)
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            bound = signature.bind(*args, **kwargs)
+        except TypeError as err:
+            raise TypeError(f"{fn.__name__}: {err}") from None
+        for name, (cls, what, optional) in wanted.items():
+            value = bound.arguments.get(name, signature.parameters[name].default)
+            if value is inspect.Parameter.empty or (optional and value is None) or isinstance(value, cls):
+                continue
+            raise TypeError(f"{fn.__name__}: {name} must be {what}{' or None' if optional else ''}, got "
+                            f"{type(value).__name__}")
+        return fn(*args, **kwargs)
+
+    return wrapper

@@ -29,11 +29,13 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
 from .baselines import as_baseline
-from .inputs import check_int, check_number, explainer, model_input, run_model
-from .shapley import _check_samples, _spread, coalition_scores, feature_index
+from .inputs import check_int, check_number, check_types, explainer, model_input, run_model
+from .numerics import safe_divide
+from .shapley import check_samples, coalition_scores, feature_index, spread_values
 from .targets import resolve_targets
 
 __all__ = ["KERNEL_WIDTH", "lime", "lime_samples", "lime_weights", "superpixels", "weighted_ridge"]
@@ -53,6 +55,7 @@ def lime_samples(n_features: int, n_samples: int, *, seed: int = 0) -> torch.Ten
     return masks
 
 
+@check_types
 def lime_weights(masks: torch.Tensor, kernel_width: float = KERNEL_WIDTH) -> torch.Tensor:
     """Proximity weights (n,) float64: sqrt(exp(-d^2 / w^2)), d the cosine distance of each mask to all-ones.
 
@@ -61,7 +64,7 @@ def lime_weights(masks: torch.Tensor, kernel_width: float = KERNEL_WIDTH) -> tor
     width = check_number("kernel_width", kernel_width, above=0.0)
     z = masks.double()
     norm = z.norm(dim=1) * z.shape[1] ** 0.5
-    cosine = torch.where(norm > 0, z.sum(1) / torch.where(norm > 0, norm, torch.ones_like(norm)), torch.zeros_like(norm))
+    cosine = safe_divide(z.sum(1), norm)
     d = 1 - cosine
     return torch.exp(-d ** 2 / width ** 2).sqrt()
 
@@ -106,7 +109,7 @@ def lime(model: nn.Module, x: torch.Tensor, target=None, *, feature_mask, baseli
     refs = as_baseline(baseline, x)
     index, counts = feature_index(feature_mask, x)
     for m in counts:
-        _check_samples(n_samples, m, m + 1, "the surrogate has an intercept and one coefficient per feature, "
+        check_samples(n_samples, m, m + 1, "the surrogate has an intercept and one coefficient per feature, "
                        "so it needs more samples than features (better 10x as many)")
     if n_features is not None:
         check_int("n_features", n_features, 1)
@@ -123,7 +126,7 @@ def lime(model: nn.Module, x: torch.Tensor, target=None, *, feature_mask, baseli
             keep = coef.abs().argsort(descending=True)[:n_features]
             coef = torch.zeros_like(coef)
             coef[keep], _ = weighted_ridge(masks[:, keep], scores, weights, alpha)
-        out[i] = _spread(coef.to(device=x.device, dtype=x.dtype), index[i])
+        out[i] = spread_values(coef.to(device=x.device, dtype=x.dtype), index[i])
     return out
 
 
@@ -138,6 +141,8 @@ def superpixels(image, n_segments: int = 50, compactness: float = 10.0) -> torch
     """
     from skimage.segmentation import slic
 
+    if not isinstance(image, (torch.Tensor, np.ndarray, Image.Image)):
+        raise TypeError(f"image must be a model input tensor, an array or a PIL image, got {type(image).__name__}")
     n = check_int("n_segments", n_segments, 2)
     c = check_number("compactness", compactness, above=0.0)
 

@@ -39,7 +39,7 @@ from torch import nn
 
 from .batching import batched
 from .guarantees import check_conservation
-from .inputs import check_choice, check_model, check_number, explainer, model_input, run_model
+from .inputs import check_choice, check_model, check_number, explainer, has_values, model_input, run_model
 from .targets import chunk_targets, resolve_targets
 
 __all__ = ["COMPOSITES", "FIRST_RULES", "FITTING", "RULES", "layer_relevances", "lrp", "lrp_epsilon", "lrp_flat",
@@ -292,8 +292,13 @@ def lrp(model: nn.Module, x: torch.Tensor, target=None, *, composite: str = "eps
         gamma: float = 0.25, low=None, high=None, batch_size: int | None = None) -> torch.Tensor:
     """LRP relevance of the target logit, shaped like ``x`` (B, ...). Chapter 08.
 
-    The output relevance is the target logit (zeros for the other classes), as Captum's LRP does;
-    the input relevance sums to it up to what biases and eps absorb. The logit (and the top class
+    The output relevance is the target logit (zeros for the other classes), as Captum's LRP does.
+    Conservation is not exact: biases and the stabiliser absorb relevance (chapter 08's ResNet,
+    canonised: 0.53-0.60 of the logit), the epsilon rule amplifies it where pre-activations are
+    near zero, and rules that do not fit a layer create it (:func:`unfitting_modules`; the residual
+    additions of an uncanonised ResNet: 8-9x the logit; Hardswish / squeeze-excitation in
+    MobileNetV3: 158x-35,000x). Every call checks that the input relevance does not exceed the logit
+    by more than 5 % (``relevance.conservation``) and warns, naming the cause, when it does. The logit (and the top class
     when ``target`` is None) is read from the one forward pass LRP makes, with BatchNorm merged:
     zennit's merged BN keeps its eps, which moves the logit by about 5e-6 relative per BN.
 
@@ -316,6 +321,9 @@ def lrp(model: nn.Module, x: torch.Tensor, target=None, *, composite: str = "eps
                              "(e.g. the normalised black and white images); or use 'epsilon_plus_flat'")
         low = torch.as_tensor(low, dtype=x.dtype, device=x.device).expand(x.shape[1:])
         high = torch.as_tensor(high, dtype=x.dtype, device=x.device).expand(x.shape[1:])
+        if has_values(low) and (low > high).any():
+            raise ValueError("low must not exceed high anywhere: low and high are the smallest and largest input values "
+                             "(e.g. the normalised black and white images); were they swapped?")
     out = torch.empty_like(x)
     logit = torch.empty(len(x), dtype=torch.float64, device=x.device)
     # one composite per chunk size: z-box needs low / high shaped like the chunk
@@ -334,7 +342,8 @@ def lrp(model: nn.Module, x: torch.Tensor, target=None, *, composite: str = "eps
             (relevance,) = torch.autograd.grad(logits, inputs, grad_out)
         return relevance, grad_out.sum(1).double()
 
-    for items, (relevance, value) in batched(len(x), run, model=model, batch_size=batch_size, grad=True, desc="LRP"):
+    for items, (relevance, value) in batched(len(x), run, model=model, batch_size=batch_size, grad=True, desc="LRP",
+                                             item_bytes=x[0].nbytes):
         out[items], logit[items] = relevance, value
     return check_conservation(out, out.flatten(1).double().sum(1), logit, method="lrp", property="conservation",
                               bound="at_most", causes=_causes(model), unsupported=unfitting_modules(model),

@@ -17,6 +17,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .inputs import check_types
+from .numerics import safe_divide
+
 __all__ = ["MAP_REDUCTIONS", "as_maps", "minmax", "mask_share", "to_map", "top_overlap", "top_region", "upsample"]
 
 MAP_REDUCTIONS = ("max_abs", "abs_sum", "sum")
@@ -55,6 +58,7 @@ def to_map(attribution: torch.Tensor, reduce: str = "max_abs") -> torch.Tensor:
     raise ValueError(f"unknown reduce {reduce!r}: choose one of {MAP_REDUCTIONS}")
 
 
+@check_types
 def minmax(maps: torch.Tensor) -> torch.Tensor:
     """Scale each map of (B, ...) to [0, 1]; a constant map becomes zeros, never NaN. Chapter 02."""
     if not isinstance(maps, torch.Tensor) or maps.ndim < 2:
@@ -63,10 +67,11 @@ def minmax(maps: torch.Tensor) -> torch.Tensor:
     flat = maps.flatten(1)
     low = flat.min(dim=1, keepdim=True).values
     span = flat.max(dim=1, keepdim=True).values - low
-    scaled = torch.where(span > 0, (flat - low) / torch.where(span > 0, span, torch.ones_like(span)), torch.zeros_like(flat))
+    scaled = safe_divide(flat - low, span)
     return scaled.view_as(maps)
 
 
+@check_types
 def upsample(maps: torch.Tensor, size, *, normalize: bool = False, align_corners: bool = False) -> torch.Tensor:
     """(B, h, w) maps -> (B, H, W), bilinear with half-pixel centres (as cv2.resize). Chapter 02.
 
@@ -100,9 +105,10 @@ def mask_share(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     positive = maps.clamp(min=0)
     total = positive.flatten(1).sum(dim=1)
     inside = (positive * masks).flatten(1).sum(dim=1)
-    return torch.where(total > 0, inside / total.clamp(min=torch.finfo(total.dtype).tiny), torch.zeros_like(total))
+    return safe_divide(inside, total)
 
 
+@check_types
 def top_region(maps: torch.Tensor, top: float = 0.2) -> torch.Tensor:
     """The pixels of each map in its top ``top`` fraction (and > 0), as bool masks. Chapter 05.
 
@@ -120,6 +126,7 @@ def top_region(maps: torch.Tensor, top: float = 0.2) -> torch.Tensor:
     return ((heat >= threshold) & (heat > 0)).view(maps.shape)
 
 
+@check_types
 def top_overlap(a: torch.Tensor, b: torch.Tensor, top: float = 0.2) -> torch.Tensor:
     """Intersection over union of the ``top`` regions of two maps (or stacks of maps). Chapter 05.
 
@@ -131,4 +138,4 @@ def top_overlap(a: torch.Tensor, b: torch.Tensor, top: float = 0.2) -> torch.Ten
     ra, rb = top_region(a, top), top_region(b, top)
     union = (ra | rb).flatten(-2).sum(-1)
     both = (ra & rb).flatten(-2).sum(-1)
-    return torch.where(union > 0, both.float() / union.clamp(min=1).float(), torch.zeros_like(union, dtype=torch.float))
+    return safe_divide(both.float(), union.float())

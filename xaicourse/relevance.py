@@ -49,7 +49,7 @@ from .baselines import as_baseline
 from .batching import chunk_limit
 from .cam import prefix_tokens
 from .hooks import eval_mode, record_layer
-from .inputs import check_choice, check_int, explainer, model_input, warn_if_zero
+from .inputs import check_choice, check_int, check_types, explainer, model_input, warn_if_zero
 from .inputs import logits as read_logits
 from .targets import resolve_targets, select
 
@@ -137,8 +137,12 @@ def _forward(model: nn.Module, inputs, kind: str):
             logits = model(inputs)
         return logits, [r.activations for r in records]
     if _hf_config(model) is not None:
-        out = model(**inputs, output_attentions=True) if kind == "text" else model(pixel_values=inputs,
-                                                                                  output_attentions=True)
+        if kind == "text":  # from the embeddings, which require grad, so that a frozen model's attentions get one
+            rest = {k: v for k, v in inputs.items() if k != "input_ids"}
+            embeds = model.get_input_embeddings()(inputs["input_ids"]).detach().requires_grad_(True)
+            out = model(inputs_embeds=embeds, **rest, output_attentions=True)
+        else:
+            out = model(pixel_values=inputs, output_attentions=True)
         return getattr(out, "logits", out), list(getattr(out, "attentions", None) or [])
     raise TypeError(f"{type(model).__name__} is not a Transformer the course can read attention weights from: "
                     "attention_relevance takes the course's ViTs (xc.models.tiny_vit()), timm Vision Transformers, "
@@ -165,8 +169,8 @@ def record_attentions(model: nn.Module, inputs, target=None, *, kind: str = "ima
         targets = resolve_targets(target, logits)
         if not all(a.requires_grad for a in per_layer):
             raise RuntimeError(f"the attention weights of {type(model).__name__} are not part of the autograd graph "
-                               "(run under torch.no_grad() or with frozen inputs): call attention_relevance outside "
-                               "torch.no_grad()")
+                               "although the input requires a gradient: the model computes or returns them detached "
+                               "(torch.no_grad() or .detach() inside its forward); relevance needs their gradients")
         gradients = torch.autograd.grad(select(logits, targets).sum(), per_layer, allow_unused=True)
     gradients = [torch.zeros_like(a) if g is None else g for a, g in zip(per_layer, gradients)]
     return (torch.stack([a.detach().float() for a in per_layer], dim=1),
@@ -260,6 +264,7 @@ def attention_relevance(model, x, target=None, *, method: str = "gradient_rollou
     return _relevance(module, inputs, target, method=method, kind=kind)
 
 
+@check_types
 def class_token_rows(attentions: torch.Tensor, gradients: torch.Tensor, method: str = "gradient_rollout",
                      layer: int = -1) -> torch.Tensor:
     """The class token's row (..., T) of ``method`` computed from the blocks up to ``layer``. Chapter 09.
@@ -288,6 +293,12 @@ def class_token_rows(attentions: torch.Tensor, gradients: torch.Tensor, method: 
 def _relevance(model: nn.Module, inputs, target, *, method: str, kind: str) -> torch.Tensor:
     attentions, gradients, _ = record_attentions(model, inputs, target, kind=kind)
     rows = class_token_rows(attentions, gradients, method)
+    pool = getattr(model, "global_pool", "token")
+    if kind == "image" and (pool not in ("token", "", None) or prefix_tokens(model, rows.shape[-1]) == 0):
+        raise ValueError(f"this ViT has no class token to read (global_pool={pool!r}, "
+                         f"{prefix_tokens(model, rows.shape[-1])} prefix tokens): the relevance methods read the class "
+                         "token's row; for a ViT that pools its patch tokens use patch_integrated_gradients or "
+                         "xc.cam.grad_cam with reshape='vit'")
     if kind == "image":
         result = rows[:, prefix_tokens(model, rows.shape[-1]):]
     else:
@@ -306,6 +317,7 @@ _relevance = explainer(_relevance, zero_warning=False)
 # --------------------------------------------------------------------------------------------
 # Patches: the grid, and the Integrated Gradients reference
 # --------------------------------------------------------------------------------------------
+@check_types
 def patch_grid(relevance: torch.Tensor) -> torch.Tensor:
     """(B, n_patches) -> (B, g, g), patches in row-major order on their square grid. Chapter 09."""
     if not isinstance(relevance, torch.Tensor) or relevance.dim() != 2:

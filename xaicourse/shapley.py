@@ -37,15 +37,17 @@ from torch import nn
 from .baselines import as_baseline, as_baselines
 from .batching import batched
 from .guarantees import check_conservation
-from .inputs import check_int, check_number, explainer, model_input, run_model
+from .inputs import check_int, check_number, check_types, explainer, has_values, model_input, run_model
 from .numerics import safe_divide
 from .targets import resolve_targets, select
 
-__all__ = ["MAX_EXACT_PLAYERS", "coalition_scores", "exact_shapley", "feature_index", "feature_values",
-           "gradient_shap", "kernel_shap", "kernel_shap_values", "sample_coalitions", "shapley_kernel_weight"]
+__all__ = ["MAX_EXACT_PLAYERS", "check_samples", "coalition_scores", "exact_shapley", "feature_index", "feature_values",
+           "gradient_shap", "kernel_shap", "kernel_shap_values", "sample_coalitions", "shapley_kernel_weight", "spread_values"]
 
 #: exact_shapley enumerates 2^n coalitions: beyond this many players use KernelSHAP.
 MAX_EXACT_PLAYERS = 20
+#: KernelSHAP's regression sums its normal equations over chunks of this many coalitions (memory bounded).
+FIT_ROWS = 65536
 
 
 def _all_coalitions(n: int) -> torch.Tensor:
@@ -115,24 +117,36 @@ def sample_coalitions(n_features: int, n_samples: int, *, seed: int = 0) -> tupl
     p = (m - 1) / (sizes * (m - sizes))
     n_first = (n + 1) // 2
     drawn = torch.multinomial(p / p.sum(), n_first, replacement=True, generator=generator) + 1
-    ranks = torch.rand(n_first, m, generator=generator, dtype=torch.float64).argsort(1).argsort(1)
-    first = ranks < drawn.unsqueeze(1)
+    first = torch.empty(n_first, m, dtype=torch.bool)
+    for start in range(0, n_first, FIT_ROWS):  # in chunks: the same draws as one call, without (n, M) float64 at once
+        stop = min(start + FIT_ROWS, n_first)
+        ranks = torch.rand(stop - start, m, generator=generator, dtype=torch.float64).argsort(1).argsort(1)
+        first[start:stop] = ranks < drawn[start:stop].unsqueeze(1)
     masks = torch.stack([first, ~first], 1).reshape(-1, m)[:n]
     return masks, torch.ones(n, dtype=torch.float64)
 
 
 def _constrained_fit(masks: torch.Tensor, values: torch.Tensor, weights: torch.Tensor, v_empty: float,
                      v_full: float) -> torch.Tensor:
-    """phi minimising sum_k w_k (v_k - v_empty - masks_k . phi)^2 subject to sum(phi) = v_full - v_empty."""
-    z = masks.double().cpu()
-    y = values.double().cpu() - v_empty
-    w = weights.double().cpu()
+    """phi minimising sum_k w_k (v_k - v_empty - masks_k . phi)^2 subject to sum(phi) = v_full - v_empty.
+
+    The normal equations are summed over chunks of :data:`FIT_ROWS` coalitions, so the float64 design
+    matrix never exists whole (2 million coalitions of 64 features would need 1 GB for it)."""
     delta = v_full - v_empty
-    # eliminate the last feature: phi_M = delta - sum_{j<M} phi_j
-    a = z[:, :-1] - z[:, -1:]
-    b = y - z[:, -1] * delta
-    aw = a * w.unsqueeze(1)
-    head = torch.linalg.pinv(a.T @ aw) @ (aw.T @ b)
+    m = masks.shape[1]
+    gram = torch.zeros(m - 1, m - 1, dtype=torch.float64)
+    moment = torch.zeros(m - 1, dtype=torch.float64)
+    for start in range(0, len(masks), FIT_ROWS):
+        z = masks[start:start + FIT_ROWS].double().cpu()
+        y = values[start:start + FIT_ROWS].double().cpu() - v_empty
+        w = weights[start:start + FIT_ROWS].double().cpu()
+        # eliminate the last feature: phi_M = delta - sum_{j<M} phi_j
+        a = z[:, :-1] - z[:, -1:]
+        b = y - z[:, -1] * delta
+        aw = a * w.unsqueeze(1)
+        gram += a.T @ aw
+        moment += aw.T @ b
+    head = torch.linalg.pinv(gram) @ moment
     return torch.cat([head, (delta - head.sum()).view(1)])
 
 
@@ -145,14 +159,17 @@ def kernel_shap_values(value, n_players: int, *, n_samples: int = 500, seed: int
     if not callable(value):
         raise TypeError(f"value must be a function of a coalition mask (a bool tensor), got {type(value).__name__}")
     n = check_int("n_players", n_players, 2)
-    masks, weights = sample_coalitions(n, _check_samples(n_samples, n), seed=seed)
+    masks, weights = sample_coalitions(n, check_samples(n_samples, n), seed=seed)
     v = torch.tensor([float(value(m.clone())) for m in masks], dtype=torch.float64)
     v_empty, v_full = float(value(torch.zeros(n, dtype=torch.bool))), float(value(torch.ones(n, dtype=torch.bool)))
     return _constrained_fit(masks, v, weights, v_empty, v_full)
 
 
-def _check_samples(n_samples, n_features: int, minimum: int | None = None, why: str = "") -> int:
-    """``n_samples`` if it is enough for ``n_features`` (KernelSHAP: 2 M, or every coalition when there are fewer)."""
+def check_samples(n_samples, n_features: int, minimum: int | None = None, why: str = "") -> int:
+    """``n_samples`` if it is enough for ``n_features`` (KernelSHAP: 2 M, or every coalition when there are fewer). Chapter 08.
+
+    ``minimum`` and ``why`` override the rule (LIME passes its own); ValueError names the minimum.
+    """
     n = check_int("n_samples", n_samples, 1)
     if minimum is None:
         minimum = min(2 * n_features, 2 ** n_features - 2) if n_features < 30 else 2 * n_features
@@ -177,6 +194,9 @@ def feature_index(feature_mask, x: torch.Tensor) -> tuple[torch.Tensor, list[int
                         f"got {type(feature_mask).__name__}")
     if feature_mask.is_floating_point() or feature_mask.is_complex() or feature_mask.dtype == torch.bool:
         raise TypeError(f"feature_mask must hold integer feature ids, got dtype {feature_mask.dtype}")
+    if not has_values(x) or not has_values(feature_mask):
+        raise ValueError("KernelSHAP and LIME number the features from the feature mask's values, which the meta device "
+                         "does not have: run them on the CPU or a GPU")
     mask = feature_mask.to(x.device)
     if x.ndim == 4 and mask.ndim == 2:
         mask = mask[None, None]
@@ -244,8 +264,12 @@ def coalition_scores(model: nn.Module, x: torch.Tensor, baseline: torch.Tensor, 
     return out
 
 
-def _spread(phi: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """Feature values (M,) spread over the elements of one sample: each element gets phi_j / size_j."""
+@check_types
+def spread_values(phi: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Feature values (M,) spread over the elements of one sample: each element gets phi_j / size_j. Chapter 08.
+
+    ``index`` holds each element's feature number (:func:`feature_index`); the result has its shape.
+    """
     sizes = torch.bincount(index.flatten(), minlength=len(phi)).to(phi)
     return (phi / sizes)[index]
 
@@ -267,7 +291,7 @@ def kernel_shap(model: nn.Module, x: torch.Tensor, target=None, *, feature_mask,
     refs = as_baseline(baseline, x)
     index, counts = feature_index(feature_mask, x)
     for m in counts:
-        _check_samples(n_samples, m)
+        check_samples(n_samples, m)
     with torch.no_grad():  # one pass gives the targets, F(x) and F(baseline)
         both = run_model(model, torch.cat([x, refs]))
         targets = resolve_targets(target, both[:len(x)])
@@ -278,7 +302,7 @@ def kernel_shap(model: nn.Module, x: torch.Tensor, target=None, *, feature_mask,
         scores = coalition_scores(model, x[i:i + 1], refs[i:i + 1], index[i:i + 1], int(targets[i]), masks,
                                   batch_size=batch_size, desc="KernelSHAP")
         phi = _constrained_fit(masks, scores, weights, float(ends[len(x) + i]), float(ends[i]))
-        out[i] = _spread(phi.to(device=x.device, dtype=x.dtype), index[i])
+        out[i] = spread_values(phi.to(device=x.device, dtype=x.dtype), index[i])
     return check_conservation(out, out.flatten(1).double().sum(1), ends[:len(x)] - ends[len(x):], method="kernel_shap",
                               property="efficiency", stacklevel=4,
                               causes="The fit's efficiency constraint failed numerically: report it with the model and "
@@ -335,11 +359,12 @@ def gradient_shap(model: nn.Module, x: torch.Tensor, target=None, *, baselines, 
         out.index_add_(0, sample[items], contrib)
         draws[items] = contrib.flatten(1).double().sum(1)
     out = out / n
-    spread = draws.view(len(x), n).std(1) / n ** 0.5 if n > 1 else torch.full((len(x),), float("nan"))
-    worst = int((safe_divide(spread, change.abs().cpu(), fill=float("inf"))).argmax()) if n > 1 else 0
+    spread = draws.view(len(x), n).std(1) / n ** 0.5 if n > 1 else torch.full_like(change, float("nan"))
+    worst = int(safe_divide(spread, change.abs(), fill=float("inf")).argmax()) if n > 1 and has_values(out) else 0
     return check_conservation(
         out, out.flatten(1).double().sum(1), change, method="gradient_shap", property="expected completeness",
         stacklevel=4, causes=f"A Monte-Carlo estimate with {n} draws: its sampling error alone is about "
-                             f"{spread[worst].item():.3g} (one standard error) for sample {worst}; raise n_samples (the "
+                             f"{spread[worst].item() if has_values(out) else float('nan'):.3g} (one standard error) for "
+                             f"sample {worst}; raise n_samples (the "
                              "error shrinks as 1/sqrt(n_samples)). With stdevs > 0 the promise is about the noisy inputs, "
                              "so F(x) itself is only approximated.")

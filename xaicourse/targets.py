@@ -13,7 +13,7 @@ from typing import Union
 import torch
 from torch import nn
 
-from .inputs import has_values, run_model
+from .inputs import check_types, has_values, run_model
 
 __all__ = ["Baseline", "Target", "check_targets", "chunk_targets", "resolve_targets", "score_gradient", "select"]
 
@@ -29,7 +29,9 @@ def resolve_targets(target, logits: torch.Tensor) -> torch.Tensor:
     ``logits`` is the model output (B, C); it provides the argmax for None and the valid range.
     Chapter 01.
     """
-    if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
+    if not isinstance(logits, torch.Tensor):
+        raise TypeError(f"logits must be the model's output tensor (batch, classes), got {type(logits).__name__}")
+    if logits.ndim != 2:
         raise ValueError(f"expected model outputs of shape (batch, classes), got {tuple(getattr(logits, 'shape', ()))}")
     checked = check_targets(target, *logits.shape, device=logits.device)
     return logits.argmax(dim=1) if checked is None else checked
@@ -82,6 +84,7 @@ def chunk_targets(target, logits: torch.Tensor, items: slice, batch: int, memo: 
     return logits.detach().argmax(dim=1) if checked is None else checked[items]
 
 
+@check_types
 def select(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """The score of each sample's target class, shape (B,). Chapter 01."""
     if len(targets) != len(logits):
@@ -89,6 +92,7 @@ def select(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return logits.gather(1, targets.view(-1, 1)).squeeze(1)
 
 
+@check_types
 def score_gradient(model: nn.Module, x: torch.Tensor, target) -> torch.Tensor:
     """d(logit of each sample's target) / d(x), shape like ``x``, without touching the parameters' ``.grad``.
 

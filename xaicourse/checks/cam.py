@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import cam, testing
+from ..numerics import safe_divide
 from ..targets import select
 from .core import (CheckFailed, Mistake, ModelState, as_answer, compare, expect, expect_as_found, expect_returned,
                    expect_unchanged, grader)
@@ -60,11 +61,11 @@ def check_map_resolution(native_resolution) -> str:
 def _minmax(maps: torch.Tensor) -> torch.Tensor:
     low = maps.amin(dim=(1, 2), keepdim=True)
     span = maps.amax(dim=(1, 2), keepdim=True) - low
-    return torch.where(span > 0, (maps - low) / span.clamp(min=1e-12), torch.zeros_like(maps))
+    return safe_divide(maps - low, span)
 
 
 def _max_only(maps: torch.Tensor) -> torch.Tensor:
-    return maps / maps.amax(dim=(1, 2), keepdim=True).clamp(min=1e-12)
+    return safe_divide(maps, maps.amax(dim=(1, 2), keepdim=True))
 
 
 def _resize(maps: torch.Tensor, size, mode: str = "bilinear", align_corners: bool | None = False) -> torch.Tensor:
@@ -118,7 +119,7 @@ def _grad_cam_mistakes(model, layer, x, targets) -> list[Mistake]:
 def _correlation(a: torch.Tensor, b: torch.Tensor) -> float:
     """The smallest per-sample Pearson correlation of two stacks of maps."""
     a, b = (t.flatten(1) - t.flatten(1).mean(1, keepdim=True) for t in (a, b))
-    return float(((a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp(min=1e-12)).min())
+    return float(safe_divide((a * b).sum(1), a.norm(dim=1) * b.norm(dim=1)).min())
 
 
 def _grad_cam_otherwise(want: torch.Tensor):

@@ -13,6 +13,7 @@ from torch import nn
 
 from .. import cam, ig, maps, testing
 from ..targets import select
+from ..numerics import safe_divide
 from .core import CheckFailed, Mistake, ModelState, compare, expect_as_found, expect_returned, grader
 
 __all__ = ["check_contrastive_grad_cam", "check_grad_cam_pp", "check_occlusion", "check_remove_evidence", "check_text_ig",
@@ -34,7 +35,7 @@ def _finish(weighted: torch.Tensor, size) -> torch.Tensor:
     cam = F.interpolate(cam[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
     low = cam.amin(dim=(1, 2), keepdim=True)
     span = cam.amax(dim=(1, 2), keepdim=True) - low
-    return torch.where(span > 0, (cam - low) / span.clamp(min=1e-12), torch.zeros_like(cam))
+    return safe_divide(cam - low, span)
 
 
 def contrastive_grad_cam(model, layer, x, a, b) -> torch.Tensor:

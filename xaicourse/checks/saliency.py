@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from .. import saliency, testing
+from ..numerics import safe_divide
 from ..targets import select
 from .core import (Mistake, ModelState, as_answer, compare, expect, expect_as_found, expect_no_hooks, expect_none_of,
                    expect_unchanged, grader)
@@ -109,7 +110,7 @@ def _noise_values(smoothgrad, model, x, target) -> torch.Tensor:
 
 
 def _standardised(e: torch.Tensor) -> torch.Tensor:
-    return (e - e.mean(1, keepdim=True)) / e.std(1, keepdim=True).clamp(min=1e-12)
+    return safe_divide(e - e.mean(1, keepdim=True), e.std(1, keepdim=True))
 
 
 _NOISE_MISTAKES = [  # tests of the noise values e (one row per sample) that one noisy copy reveals

@@ -10,7 +10,7 @@ import torch
 
 from .. import cam
 from ..hooks import eval_mode
-from ..inputs import check_number, model_input
+from ..inputs import check_number, check_types, model_input
 from ..maps import top_overlap, top_region
 from ..models import ImageModel
 from ..viz import map_panel
@@ -44,6 +44,7 @@ class MisclassificationStats:
         return asdict(self).keys()
 
 
+@check_types
 def map_overlap(a: torch.Tensor, b: torch.Tensor, top: float = 0.2) -> float:
     """Intersection over union of the top-``top`` regions of two maps (H, W); 0 when both are empty. Chapter 05."""
     return float(top_overlap(torch.as_tensor(a), torch.as_tensor(b), top))

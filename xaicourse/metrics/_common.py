@@ -169,7 +169,9 @@ def check_masks(attribution, masks) -> tuple[torch.Tensor, torch.Tensor]:
 
     The maps are at the masks' size or a patch map whose size divides it (:func:`native_map`).
     """
-    if not isinstance(masks, torch.Tensor) or masks.ndim != 3:
+    if not isinstance(masks, torch.Tensor):
+        raise TypeError(f"masks must be a bool tensor (B, H, W), got {type(masks).__name__}")
+    if masks.ndim != 3:
         raise ValueError("masks must be a bool tensor (B, H, W)")
     attribution = native_map(attribution, tuple(masks.shape))
     masks = masks.bool().to(attribution.device)

@@ -32,7 +32,7 @@ from ..inputs import check_choice, check_int, check_number, generator, run_model
 from ..targets import resolve_targets, select
 from ._common import check_images, check_map, logits, no_map, tie_groups, top_share
 
-__all__ = ["PerturbationCurve", "deletion_auc", "insertion_auc", "noisy_linear_imputation", "road"]
+__all__ = ["PerturbationCurve", "deletion_auc", "impute_weighted", "insertion_auc", "noisy_linear_imputation", "road"]
 
 
 @dataclass(frozen=True)
@@ -227,7 +227,7 @@ def road(model: nn.Module, x: torch.Tensor, attribution: torch.Tensor, target=No
     weights[empty.to(weights.device)] = 0.0  # no map: nothing to impute (scored NaN below)
     with eval_mode(model), torch.no_grad():
         targets = resolve_targets(target, logits(model, x, batch_size))
-        images = torch.cat([_impute(x, weights[:, k], noise=noise, seed=seed + k) for k in range(len(fractions))])
+        images = torch.cat([impute_weighted(x, weights[:, k], noise=noise, seed=seed + k) for k in range(len(fractions))])
         sample = torch.arange(b, device=x.device).repeat(len(fractions))
         scores = torch.cat([select(chunk.softmax(dim=-1), targets[sample[items]]) for items, chunk in
                             batched(len(images), lambda items: run_model(model, images[items]).float(), model=model,
@@ -237,8 +237,11 @@ def road(model: nn.Module, x: torch.Tensor, attribution: torch.Tensor, target=No
     return PerturbationCurve(fractions, scores, torch.trapezoid(scores, fractions, dim=1), targets.cpu())
 
 
-def _impute(x: torch.Tensor, weights: torch.Tensor, *, noise: float, seed: int) -> torch.Tensor:
-    """x with the pixels of ``weights`` (B, H, W) > 0 imputed, then blended with x by their weight (1: imputed).
+def impute_weighted(x: torch.Tensor, weights: torch.Tensor, *, noise: float, seed: int) -> torch.Tensor:
+    """``x`` (B, C, H, W) with the pixels of ``weights`` (B, H, W) > 0 imputed, blended with x by their weight. Chapter 07.
+
+    Weight 1: the pixel is imputed (:func:`noisy_linear_imputation`); 0: kept; in between (a tied
+    group straddling the removal count): the expected image under random tie-breaking.
 
     The tied group that straddles the count (0 < weight < 1) is imputed as a whole. When that leaves
     no pixel of an image to impute from (the group is the image's lowest and everything above it is

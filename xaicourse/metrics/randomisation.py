@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ..hooks import eval_mode, find_layer
-from ..inputs import check_int, check_number
+from ..inputs import check_int, check_number, check_types
 from ..targets import resolve_targets
 from . import _training
 from ._common import (call_method, check_images, check_method, constant, logits, pixel_map, spearman, ssim,
@@ -183,6 +183,7 @@ def noise_floor(model: nn.Module, method, x: torch.Tensor, target=None, *, seeds
     return torch.tensor([[spearman(a[i], b[i]) for a, b in pairs] for i in range(len(x))]).mean(dim=1)
 
 
+@check_types
 def randomization_passed(similarity: torch.Tensor, floor: torch.Tensor, ratio: float = PASS_RATIO) -> torch.Tensor:
     """The pass/fail rule of the sanity badge: |similarity| <= ``ratio`` * floor, elementwise (bool). Chapter 07.
 
@@ -236,6 +237,7 @@ def permuted_label_models(train=None, test=None, *, make_model=None, epochs: int
                                 "test": _training.accuracy(true_model, test.images, test.labels)},
                 "permuted labels": {"train": _training.accuracy(random_model, train.images, permuted),
                                     "test": _training.accuracy(random_model, test.images, test.labels)}}
+    _training.warn_if_chance(accuracy["true labels"]["test"], test.labels, "the model trained on the true labels")
     return true_model, random_model, accuracy
 
 

@@ -25,7 +25,7 @@ from ..inputs import check_int
 from . import _training
 from ..inputs import check_choice
 from ._common import call_method, check_method, constant, pixel_map, warn_no_map
-from .faithfulness import _impute, removal_weights
+from .faithfulness import impute_weighted, removal_weights
 
 __all__ = ["RoarResult", "roar"]
 
@@ -65,7 +65,7 @@ def _remove(images: torch.Tensor, maps: torch.Tensor, fraction: float, fill) -> 
     _, _, h, w = images.shape
     weights = removal_weights(maps, [int(fraction * h * w)])[:, 0]
     if isinstance(fill, str):
-        return _impute(images, weights, noise=0.01, seed=0)
+        return impute_weighted(images, weights, noise=0.01, seed=0)
     return torch.lerp(images, fill.view(1, -1, 1, 1).to(images.dtype).expand_as(images), weights[:, None])
 
 
@@ -148,6 +148,7 @@ def _run(model, methods, train, test, fractions, seeds, epochs, fill, make_model
         return torch.tensor(scores).view(len(modified), len(seeds))
 
     intact = retrain([images])[0]
+    _training.warn_if_chance(intact.mean().item(), test.labels, "ROAR's model trained on the intact images")
     accuracy = torch.stack([retrain([_remove(images, maps[name], f, fill) for f in fractions]) for name in maps])
     bar.close()
     return RoarResult(list(maps), torch.tensor(fractions), seeds, accuracy, intact)

@@ -19,6 +19,8 @@ from typing import Any, Callable
 
 import torch
 
+from ..inputs import check_types
+
 __all__ = ["FAMILIES", "Family", "OfflineError", "hub_source", "require_network"]
 
 
@@ -40,6 +42,7 @@ def require_network(host: str, what: str, offline_default: str, timeout: float =
         raise OfflineError(f"{hint} ({type(err).__name__}: {err})") from None
 
 
+@check_types
 def hub_source(repo_id: str, offline_default: str) -> str:
     """A local folder with ``repo_id`` from the Hugging Face cache, downloading it when online. Chapter 00.
 

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from .. import paths
+from ..inputs import check_types
 
 __all__ = ["BERTVIZ_ASSETS", "bertviz_offline", "head_grid", "heatmap", "offline_html"]
 
@@ -23,6 +24,8 @@ BERTVIZ_ASSETS = {"d3": "d3.min.js", "jquery": "jquery.min.js"}
 
 def heatmap(attention, tokens: list[str], title: str | None = None, ax=None, colorbar: bool = True):
     """One (T, T) attention matrix with token labels: rows are queries, columns are keys. Chapter 04."""
+    if not isinstance(attention, (torch.Tensor, np.ndarray)):
+        raise TypeError(f"attention must be a (T, T) tensor or array, got {type(attention).__name__}")
     if tuple(attention.shape) != (len(tokens), len(tokens)):
         raise ValueError(f"attention of shape {tuple(attention.shape)} does not match {len(tokens)} tokens: "
                          "give one (T, T) matrix, e.g. attentions[layer, head], and its T tokens")
@@ -41,6 +44,7 @@ def heatmap(attention, tokens: list[str], title: str | None = None, ax=None, col
     return ax
 
 
+@check_types
 def head_grid(layer_attentions: torch.Tensor, tokens: list[str], title: str | None = None, cols: int = 4):
     """All heads of one layer, (heads, T, T), as a grid of heatmaps on a shared colour scale. Chapter 04."""
     if layer_attentions.dim() != 3 or layer_attentions.shape[-1] != len(tokens):

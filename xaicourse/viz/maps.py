@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..maps import upsample
+from ..numerics import safe_divide
 
 __all__ = ["clip_map", "map_panel", "overlay", "show_maps", "to_numpy", "topk_bar"]
 
@@ -37,7 +38,9 @@ def clip_map(maps, percentile: float = 99.0) -> torch.Tensor:
     """
     if isinstance(maps, np.ndarray):
         maps = torch.from_numpy(maps)
-    if not isinstance(maps, torch.Tensor) or maps.ndim not in (2, 3):
+    if not isinstance(maps, torch.Tensor):
+        raise TypeError(f"maps must be a tensor (B, H, W) or (H, W) or an array, got {type(maps).__name__}")
+    if maps.ndim not in (2, 3):
         raise ValueError(f"maps must be a tensor of shape (B, H, W) or (H, W), e.g. from to_map, got "
                          f"{getattr(maps, 'shape', type(maps).__name__)}")
     if not 0 < percentile <= 100:
@@ -45,8 +48,7 @@ def clip_map(maps, percentile: float = 99.0) -> torch.Tensor:
     single = maps.ndim == 2
     maps = maps.detach().float().cpu().reshape(-1, *maps.shape[-2:])
     scale = maps.abs().flatten(1).quantile(percentile / 100, dim=1).view(-1, 1, 1)
-    safe = torch.where(scale > 0, scale, torch.ones_like(scale))
-    out = torch.where(scale > 0, (maps / safe).clamp(-1, 1), torch.zeros_like(maps))
+    out = safe_divide(maps, scale).clamp(-1, 1)
     return out[0] if single else out
 
 

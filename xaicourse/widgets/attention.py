@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipywidgets
 import numpy as np
+import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
@@ -25,6 +26,8 @@ class AttentionExplorer(ipywidgets.VBox):
     """
 
     def __init__(self, attentions, tokens: list[str]):
+        if not isinstance(attentions, torch.Tensor):
+            raise TypeError(f"attentions must be a tensor (layers, heads, T, T), got {type(attentions).__name__}")
         if attentions.dim() != 4 or attentions.shape[-1] != len(tokens):
             raise ValueError(f"attentions must be (layers, heads, T, T) with T = {len(tokens)} tokens, got shape "
                              f"{tuple(attentions.shape)}")

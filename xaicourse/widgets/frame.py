@@ -14,6 +14,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
+from ..models import ImageModel, VisionTransformer
 from ..targets import resolve_targets
 from ..viz import overlay
 
@@ -40,6 +41,13 @@ class BlitFigure:
         return buffer.getvalue()
 
 
+def check_image_model(image_model) -> None:
+    """TypeError unless ``image_model`` is an image bundle (ImageModel or VisionTransformer). Chapter 01."""
+    if not isinstance(image_model, (ImageModel, VisionTransformer)):
+        raise TypeError(f"image_model must be an image model bundle (e.g. xc.models.imagenet_cnn()), got "
+                        f"{type(image_model).__name__}")
+
+
 class PhotoMapExplorer(ipywidgets.VBox):
     """The frame the photo explorers share: controls, a status line and three panels (the input,
     the map in [0, 1], the map over the input). A subclass names its setting (``key``), computes it
@@ -49,6 +57,7 @@ class PhotoMapExplorer(ipywidgets.VBox):
     cmap, map_label = "hot", ""
 
     def __init__(self, image_model, img, target, controls):
+        check_image_model(image_model)
         self.image_model, self.model, self.cache = image_model, image_model.model, {}
         self.x = image_model.preprocess(img)
         self.picture = image_model.view(img)

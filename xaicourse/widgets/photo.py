@@ -9,7 +9,7 @@ import ipywidgets
 from .. import cam, ig, saliency
 from ..maps import to_map
 from ..viz import clip_map
-from .frame import PhotoMapExplorer
+from .frame import PhotoMapExplorer, check_image_model
 
 __all__ = ["GradCAMExplorer", "IGExplorer", "SmoothGradExplorer", "cam_methods", "gradcam_explorer", "ig_explorer",
            "saliency_methods", "smoothgrad_explorer"]
@@ -138,6 +138,7 @@ class GradCAMExplorer(PhotoMapExplorer):
 
     def __init__(self, image_model, img, target=None, *, layers: dict | None = None, layer: str | None = None,
                  method: str = "Grad-CAM"):
+        check_image_model(image_model)
         self.methods = cam_methods()
         if method not in self.methods:
             raise ValueError(f"unknown method {method!r}: choose one of {list(self.methods)}")

@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 
 from ..cam import prefix_tokens
 from ..maps import minmax, upsample
+from ..models import VisionTransformer
 from ..relevance import RELEVANCE_METHODS, class_token_rows, prepare_inputs, record_attentions
 from ..viz import overlay, to_numpy
 from .frame import BlitFigure, patch_grid_figure
@@ -88,6 +89,8 @@ def relevance_explorer(vit, image: torch.Tensor, target=None) -> RelevanceExplor
 
     ``target``: None (the predicted class) or a class index; one forward and backward pass.
     """
+    if not isinstance(vit, VisionTransformer):
+        raise TypeError(f"vit must be a VisionTransformer bundle (e.g. xc.models.tiny_vit()), got {type(vit).__name__}")
     x = vit.preprocess(image)
     attentions, gradients, targets = record_attentions(vit.model, x, target)
     n_prefix = prefix_tokens(vit.model, attentions.shape[-1])
