@@ -237,6 +237,8 @@ OTHER_CASES = {
                                               TypeError, "target"),
     "deeplift.unknown_modules: not a model": (lambda: xc.deeplift.unknown_modules(3), TypeError, "nn.Module"),
     "lrp.unfitting_modules: not a model": (lambda: xc.lrp.unfitting_modules(3), TypeError, "nn.Module"),
+    "guarantees.leaf_modules_except: not a model": (lambda: xc.guarantees.leaf_modules_except(3, ()), TypeError, "nn.Module"),
+    "guarantees.name_list: not a list": (lambda: xc.guarantees.name_list(3), TypeError, "name_list"),
     "inputs.in_training: not a model": (lambda: xc.inputs.in_training("model"), TypeError, "nn.Module"),
     "inputs.check_types: not a function": (lambda: xc.inputs.check_types(3), TypeError, "decorates a function"),
     "shapley.check_samples: too few samples": (lambda: xc.shapley.check_samples(3, 10), ValueError, "too small"),

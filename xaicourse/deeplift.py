@@ -42,8 +42,8 @@ from torch import nn
 
 from .baselines import as_baseline, as_baselines
 from .batching import batched
-from .guarantees import check_conservation
-from .inputs import check_model, explainer, has_values, model_input, run_model
+from .guarantees import check_conservation, leaf_modules_except, name_list
+from .inputs import explainer, has_values, model_input, run_model
 from .targets import chunk_targets, resolve_targets, select
 
 __all__ = ["ELEMENTWISE", "EPS", "LINEAR", "deeplift", "deeplift_shap", "rescale_multiplier", "summation_delta",
@@ -224,16 +224,13 @@ def unknown_modules(model: nn.Module) -> list[str]:
     as functions in ``forward`` (``F.relu``, a squeeze-excitation gate ``x * s``, attention's
     softmax) are not modules and cannot be listed: the summation check on each call catches them.
     """
-    check_model(model)
-    return [f"{name} ({type(m).__name__})" for name, m in model.named_modules()
-            if next(m.children(), None) is None and m is not model and not isinstance(m, ELEMENTWISE + LINEAR + (nn.MaxPool2d,))]
+    return leaf_modules_except(model, ELEMENTWISE + LINEAR + (nn.MaxPool2d,))
 
 
 def _causes(model: nn.Module) -> str:
     unknown = unknown_modules(model)
     if unknown:
-        more = f" and {len(unknown) - 6} more" if len(unknown) > 6 else ""
-        return (f"The rescale rule does not know {', '.join(unknown[:6])}{more}: they pass plain gradients. Use a "
+        return (f"The rescale rule does not know {name_list(unknown)}: they pass plain gradients. Use a "
                 "model of the supported modules (deeplift.ELEMENTWISE, LINEAR, MaxPool2d), or a method without this "
                 "limit (Integrated Gradients, KernelSHAP).")
     return ("Every module is supported, so a nonlinearity is called as a function inside forward (F.relu, "

@@ -24,11 +24,12 @@ import warnings
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
-from .inputs import check_types
+from .inputs import check_model, check_types
 from .numerics import safe_divide
 
-__all__ = ["TOLERANCE", "Conservation", "ConservationWarning", "check_conservation"]
+__all__ = ["TOLERANCE", "Conservation", "ConservationWarning", "check_conservation", "leaf_modules_except", "name_list"]
 
 #: Relative miss above which a guarantee counts as broken (chapter 03's 5 % rule for IG).
 TOLERANCE = 0.05
@@ -104,6 +105,25 @@ def check_conservation(result: torch.Tensor, total: torch.Tensor, expected: torc
             f"attributions.conservation", ConservationWarning, stacklevel=stacklevel)
     elif unsupported:
         warnings.warn(f"{method}: {len(unsupported)} module(s) its rules do not cover fall back to plain gradients or "
-                      f"pass-through ({', '.join(unsupported[:6])}); {property} still holds within "
+                      f"pass-through ({name_list(unsupported)}); {property} still holds within "
                       f"{check.relative.max().item():.2%} here", ConservationWarning, stacklevel=stacklevel)
     return result
+
+
+def leaf_modules_except(model: nn.Module, covered: tuple) -> list[str]:
+    """The leaf modules of ``model`` that are not instances of ``covered``, as "name (Type)". Chapter 08.
+
+    What DeepLIFT's and LRP's rules do not cover (:func:`xaicourse.deeplift.unknown_modules`,
+    :func:`xaicourse.lrp.unfitting_modules`): those modules fall back to plain gradients or pass-through.
+    """
+    check_model(model)
+    return [f"{name} ({type(m).__name__})" for name, m in model.named_modules()
+            if next(m.children(), None) is None and m is not model and not isinstance(m, covered)]
+
+
+def name_list(names: list[str], limit: int = 6) -> str:
+    """"a, b, c and 4 more": the first ``limit`` names for a message. Chapter 08."""
+    if not isinstance(names, (list, tuple)):
+        raise TypeError(f"name_list takes a list of names, got {type(names).__name__}")
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more

@@ -38,8 +38,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .batching import batched
-from .guarantees import check_conservation
-from .inputs import check_choice, check_model, check_number, explainer, has_values, model_input, run_model
+from .guarantees import check_conservation, leaf_modules_except, name_list
+from .inputs import check_choice, check_number, explainer, has_values, model_input, run_model
 from .targets import chunk_targets, resolve_targets
 
 __all__ = ["COMPOSITES", "FIRST_RULES", "FITTING", "RULES", "layer_relevances", "lrp", "lrp_epsilon", "lrp_flat",
@@ -364,16 +364,13 @@ def unfitting_modules(model: nn.Module) -> list[str]:
     family (:data:`FITTING`); through Hardswish, SiLU, GELU, sigmoid gates (squeeze-excitation),
     LayerNorm or attention the input relevance can sum to many times the logit.
     """
-    check_model(model)
-    return [f"{name} ({type(m).__name__})" for name, m in model.named_modules()
-            if next(m.children(), None) is None and m is not model and not isinstance(m, FITTING)]
+    return leaf_modules_except(model, FITTING)
 
 
 def _causes(model: nn.Module) -> str:
     unfit = unfitting_modules(model)
     if unfit:
-        more = f" and {len(unfit) - 6} more" if len(unfit) > 6 else ""
-        return (f"The rules do not fit {', '.join(unfit[:6])}{more}: relevance passes through them unchanged, which "
+        return (f"The rules do not fit {name_list(unfit)}: relevance passes through them unchanged, which "
                 "creates relevance. LRP is defined for ReLU networks of linear layers; use a method without this "
                 "limit (Integrated Gradients) for this model.")
     return ("Every module fits, so either the epsilon rule divides by pre-activations near zero (a logit near zero "
