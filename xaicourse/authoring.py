@@ -16,6 +16,7 @@ strictly: nested or unterminated blocks are errors naming the notebook and cell.
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import nbformat
@@ -24,7 +25,7 @@ from . import paths
 
 __all__ = [
     "BEGIN", "END", "HINT_BEGIN", "HINT_END", "MARKERS", "MarkerError", "NotACheckout", "STUB_CODE", "STUB_MARKDOWN",
-    "STUB_TAG", "build", "source_folders", "strip_solutions", "student_version",
+    "STUB_TAG", "build", "reading_minutes", "source_folders", "strip_solutions", "student_version",
 ]
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
@@ -42,6 +43,24 @@ class MarkerError(ValueError):
 
 class NotACheckout(FileNotFoundError):
     """The authoring tools were run without a source checkout (no solutions/ folder with notebooks)."""
+
+
+# How long a learner takes, measured against the cold reads of chapters 07-09 (07: 75-100 minutes, 08: about
+# 90, 09: about 60): careful reading of technical prose, reading each line of code, and doing each exercise.
+WORDS_PER_MINUTE = 120
+CODE_LINES_PER_MINUTE = 12
+MINUTES_PER_EXERCISE = 10
+
+
+def reading_minutes(nb: nbformat.NotebookNode) -> float:
+    """How long a learner needs for a chapter, in minutes: prose at 120 words a minute, code at 12 lines
+    a minute (comments and blank lines not counted), 10 minutes per exercise (``### BEGIN SOLUTION``
+    block). The chapters' "**Time:**" lines state it (tests/test_reading_times.py). Chapter 00."""
+    words = sum(len(re.findall(r"\w+", c.source)) for c in nb.cells if c.cell_type == "markdown")
+    lines = sum(1 for c in nb.cells if c.cell_type == "code" for line in c.source.splitlines()
+                if line.strip() and not line.strip().startswith("#"))
+    exercises = sum(c.source.count(BEGIN) for c in nb.cells)
+    return words / WORDS_PER_MINUTE + lines / CODE_LINES_PER_MINUTE + MINUTES_PER_EXERCISE * exercises
 
 
 def source_folders() -> tuple[Path, Path]:

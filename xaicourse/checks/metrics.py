@@ -176,7 +176,9 @@ def _sensitivity_mistakes(explain, x, noise) -> list[Mistake]:
                 "norm(dim=1)), not over the batch", when=lambda g: g.numel() == 1),
         Mistake("you averaged over the noisy copies: max-sensitivity is the WORST case, the max over the copies",
                 relative.mean(dim=0)),
-        Mistake("you did not divide by ||a(x)||: the sensitivity is relative to the size of the clean attribution",
+        Mistake("you computed Yeh et al.'s unnormalised SENS_MAX, max ||a(x + d) - a(x)||: this exercise (like Quantus's "
+                "MaxSensitivity) divides it by ||a(x)||, the size of the clean attribution, so that methods of different "
+                "scale compare",
                 ratios(lambda b: norms(b - a), lambda d, b: torch.ones(len(x))).amax(dim=0)),
         Mistake("you divided by the size of the noise ||d||: that is the local Lipschitz estimate; max-sensitivity "
                 "divides by ||a(x)||", ratios(lambda b: norms(b - a), lambda d, b: norms(d)).amax(dim=0)),

@@ -184,18 +184,29 @@ def noise_floor(model: nn.Module, method, x: torch.Tensor, target=None, *, seeds
 
 
 @check_types
-def randomization_passed(similarity: torch.Tensor, floor: torch.Tensor, ratio: float = PASS_RATIO) -> torch.Tensor:
+def randomization_passed(similarity: torch.Tensor, floor: torch.Tensor, ratio: float = PASS_RATIO,
+                         top: torch.Tensor | None = None) -> torch.Tensor:
     """The pass/fail rule of the sanity badge: |similarity| <= ``ratio`` * floor, elementwise (bool). Chapter 07.
 
     ``similarity``: the Spearman correlation of the original map with the randomised model's map
-    (e.g. the mean |Spearman| over a cascade's stops); ``floor``: :func:`noise_floor`. A method whose
-    maps disagree with themselves from seed to seed (a low floor) cannot pass: its change under
-    randomisation cannot be told from its noise. A map that ignores the model (floor 1,
+    (e.g. the mean |Spearman| over a cascade's stops); ``floor``: :func:`noise_floor`. ``top``: the
+    similarity at the cascade's first stop (only the top layer randomised); when given, it must pass
+    the same bound, so a map that survives a random classifier cannot pass on the strength of the
+    later stops alone (IG on the cat: 0.70 with the classifier random, near 0 with every layer).
+    A method whose maps disagree with themselves from seed to seed (a low floor) cannot pass: its
+    change under randomisation cannot be told from its noise. A map that ignores the model (floor 1,
     similarity 1) fails, and so does a sample without a map (NaN similarity or floor).
+
+    This is the course's own rule, a heuristic: Adebayo et al. (2018) show the similarity curves and
+    judge them by eye; the rule makes the judgement repeatable, with the method's own noise as the
+    yardstick and 0.5 as the margin.
     """
     ratio = check_number("ratio", ratio, above=0, maximum=1)
     similarity, floor = torch.as_tensor(similarity).float(), torch.as_tensor(floor).float()
-    return (similarity.abs() <= ratio * floor) & (floor > 0)  # NaN (no map) compares False: a fail
+    passed = (similarity.abs() <= ratio * floor) & (floor > 0)  # NaN (no map) compares False: a fail
+    if top is not None:
+        passed &= torch.as_tensor(top).float().abs() <= ratio * floor
+    return passed
 
 
 @dataclass(frozen=True)

@@ -91,7 +91,8 @@ def roar(model: nn.Module, methods: dict, *, train=None, test=None, fractions=(0
     set's per-channel mean, as Hooker et al.) or "impute" (:func:`noisy_linear_imputation`).
     ``cache``: a file path; a result computed with the same model, data, method names and settings
     is loaded from it instead of recomputed (the methods' code is not compared: rename a method you
-    change), and a new one is saved there.
+    change; precomputed maps are compared by shape, mean and spread to three digits, so a result
+    shipped from another machine is found), and a new one is saved there.
     """
     if not isinstance(methods, dict) or not methods:
         raise TypeError("methods must be a non-empty dict {name: method(model, x, targets) or precomputed maps}")
@@ -167,6 +168,9 @@ def _cache_key(model, methods, names, fractions, seeds, epochs, train, test) -> 
         digest.update(t.detach().cpu().contiguous().numpy().tobytes())
     # "ties averaged": results made before ties were averaged (index order) are not reused
     digest.update(repr((names, fractions, seeds, epochs, "ties averaged")).encode())
+    # precomputed maps by a coarse fingerprint (shape, mean and spread to 3 digits), not their bytes: the
+    # same method on another CPU differs in the last bits, and a shipped result must still be found
     for maps in (m for m in methods.values() if isinstance(m, torch.Tensor)):
-        digest.update(maps.detach().cpu().float().contiguous().numpy().tobytes())
+        values = maps.detach().cpu().double()
+        digest.update(repr((tuple(values.shape), f"{values.mean():.3g}", f"{values.std():.3g}")).encode())
     return digest.hexdigest()

@@ -1,8 +1,10 @@
 """Robustness: does the explanation stay put when the input barely moves? Chapter 07.
 
-* :func:`max_sensitivity` (Yeh et al. 2019): the largest relative change of the attribution under
-  uniform noise of a given radius, max_i ||a(x + d_i) - a(x)|| / ||a(x)||, as Quantus's
-  MaxSensitivity (its defaults: uniform noise in [-0.2, 0.2], Frobenius norms).
+* :func:`max_sensitivity`: the largest relative change of the attribution under uniform noise of a
+  given radius, max_i ||a(x + d_i) - a(x)|| / ||a(x)||. This is Quantus's MaxSensitivity (its
+  defaults: uniform noise in [-0.2, 0.2], Frobenius norms, the change divided by the norm of the clean
+  attribution), a normalised form of Yeh et al. (2019)'s SENS_MAX, which is the unnormalised
+  max_i ||a(x + d_i) - a(x)||: dividing by ||a(x)|| makes methods of different scale comparable.
 * :func:`local_lipschitz` (Alvarez-Melis & Jaakkola 2018): the largest ratio of the attribution's
   change to the input's change, max_i ||a(x) - a(x_i)|| / ||x - x_i|| under Gaussian noise, as
   Quantus's LocalLipschitzEstimate (with ``normalise=False``).

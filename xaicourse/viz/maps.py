@@ -10,12 +10,15 @@ unsigned maps and "bwr" centred at 0 for signed ones. A CAM (already in [0, 1]) 
 """
 from __future__ import annotations
 
+import warnings
+
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
 from ..maps import upsample
 from ..numerics import safe_divide
+from .checks import MIN_OPACITY, FigureWarning
 
 __all__ = ["clip_map", "map_panel", "overlay", "show_maps", "to_numpy", "topk_bar"]
 
@@ -69,6 +72,11 @@ def overlay(img, heat, alpha: float = 0.5, cmap: str = "jet") -> np.ndarray:
     if heat.ndim < 2:
         raise ValueError(f"heat must be one map (H, W) or (1, H, W), got shape {tuple(heat.shape)}")
     heat = heat.reshape(-1, *heat.shape[-2:])[:1]
+    strongest = float(heat.clamp(0, 1).max())   # before resizing, which may soften the peak
+    if 0 < alpha * strongest < MIN_OPACITY:
+        warnings.warn(f"the overlay is nearly invisible: its strongest pixel is {alpha * strongest:.2f} opaque "
+                      f"(alpha {alpha} x map maximum {strongest:.2f}); scale the map to [0, 1] first, e.g. with "
+                      "clip_map, or raise alpha", FigureWarning, stacklevel=2)
     if tuple(heat.shape[-2:]) != img.shape[:2]:
         heat = upsample(heat, img.shape[:2])
     values = heat[0].clamp(0, 1).numpy()
@@ -77,24 +85,27 @@ def overlay(img, heat, alpha: float = 0.5, cmap: str = "jet") -> np.ndarray:
     return np.clip((1 - weight) * img + weight * coloured, 0, 1)
 
 
-def map_panel(ax, heat, *, image=None, kind: str = "pixels", title: str | None = None, colorbar: bool = True):
+def map_panel(ax, heat, *, image=None, kind: str = "pixels", title: str | None = None, colorbar: bool = True,
+              cmap: str | None = None, label: str | None = None):
     """One labelled panel in the course's convention, with the colour bar of the colour map it uses. Chapter 01.
 
     ``kind``: "pixels" (an unsigned pixel map, clipped at its 99th percentile, "hot"), "signed" (a
-    signed map, "bwr" centred at zero) or "cam" (a map in [0, 1] in "jet", over ``image`` if given).
+    signed map, "bwr" centred at zero) or "cam" (a map in [0, 1] in "jet", over ``image`` if given: the
+    map's opacity grows with its value, 0.6 at 1). ``cmap`` and ``label`` replace a "cam" panel's colour
+    map and colour-bar label (e.g. "hot" and "attention / map maximum" for attention over a photo).
     """
     heat = to_numpy(heat)
     if kind == "cam":
         if image is not None:  # the map's weight grows with its value: no blue tint where it is low
             ax.imshow(image)
         weight = 0.6 * np.clip(heat, 0, 1) if image is not None else None
-        shown = ax.imshow(heat, cmap="jet", alpha=weight, vmin=0, vmax=1)
-        label = "CAM (scaled to [0, 1])"
+        shown = ax.imshow(heat, cmap=cmap or "jet", alpha=weight, vmin=0, vmax=1)
+        label = label or "CAM (scaled to [0, 1])"
     elif kind in ("pixels", "signed"):
         scaled = clip_map(torch.from_numpy(np.ascontiguousarray(heat, dtype=np.float32))).numpy()
         signed = kind == "signed"
         shown = ax.imshow(scaled, cmap="bwr" if signed else "hot", vmin=-1 if signed else 0, vmax=1)
-        label = "value / 99th percentile of |value|"
+        label = label or "value / 99th percentile of |value|"
     else:
         raise ValueError(f"kind must be 'pixels', 'signed' or 'cam', got {kind!r}")
     if title:

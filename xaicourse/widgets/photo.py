@@ -38,7 +38,7 @@ class SmoothGradExplorer(PhotoMapExplorer):
     map_label = "|saliency| / 99th percentile"
 
     def __init__(self, image_model, img, target=None, *, n_samples: int = 25, noise_level: float = 0.15,
-                 method: str = "SmoothGrad", seed: int = 0):
+                 method: str = "SmoothGrad^2", seed: int = 0):
         self.methods, self.seed = saliency_methods(), seed
         if method not in self.methods:
             raise ValueError(f"unknown method {method!r}: choose one of {list(self.methods)}")
@@ -68,7 +68,7 @@ class SmoothGradExplorer(PhotoMapExplorer):
 
 
 def smoothgrad_explorer(image_model, img, target=None, *, n_samples: int = 25, noise_level: float = 0.15,
-                        method: str = "SmoothGrad", seed: int = 0) -> SmoothGradExplorer:
+                        method: str = "SmoothGrad^2", seed: int = 0) -> SmoothGradExplorer:
     """A :class:`SmoothGradExplorer` for one photo and an :class:`~xaicourse.models.ImageModel`
     (``target``: class index or name; None = the top class). Taught in chapter 01."""
     return SmoothGradExplorer(image_model, img, target, n_samples=n_samples, noise_level=noise_level,
