@@ -192,7 +192,8 @@ def test_registry_lists_every_loader_with_its_offline_default():
     families = xc.models.registry.FAMILIES
     assert {name: family.default for name, family in families.items()} == {
         "imagenet_cnn": "efficientnet_lite0", "bert": "all-MiniLM-L6-v2", "vit": "tiny_vit",
-        "sentiment_classifier": "minilm-movie-reviews", "shapes_cnn": "shortcut", "shapes_resnet": "clean"}
+        "sentiment_classifier": "minilm-movie-reviews", "shapes_cnn": "shortcut", "shapes_resnet": "clean",
+        "tiny_gpt": "tiny_gpt"}
     for name, family in families.items():
         assert set(family.builders) == set(family.offline) | set(family.online), name
         assert callable(getattr(xc.models, name)) and family.default_call.startswith(name)

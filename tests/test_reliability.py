@@ -329,6 +329,9 @@ OTHER_CASES = {
     "widgets.vit_attention_explorer: grid that does not fit": (lambda: xc.widgets.vit_attention_explorer(PHOTO, ATT, 3), ValueError, "grid"),
     "widgets.smoothgrad_explorer: unknown method": (lambda: xc.widgets.smoothgrad_explorer(ZOO.cnn, PHOTO, method="LRP"), ValueError, "SmoothGrad"),
     "widgets.ig_explorer: unknown baseline": (lambda: xc.widgets.ig_explorer(ZOO.cnn, PHOTO, baseline="grey"), ValueError, "black"),
+    "hooks.replace_output: replace is not a function": (lambda: xc.hooks.replace_output(nn.Linear(2, 2), "", None).__enter__(), TypeError, "replace must be a function"),
+    "models.repeated_tokens: more distinct tokens than the vocabulary": (lambda: xc.models.repeated_tokens(2, half=60), ValueError, "distinct"),
+    "train.gpt_accuracy: ids too short": (lambda: xc.train.gpt_accuracy(xc.models.TinyGPT(), torch.zeros(2, 2, dtype=torch.long)), ValueError, "[BOS, x, x]"),
     "widgets.gradcam_explorer: unknown layer": (lambda: xc.widgets.gradcam_explorer(ZOO.cnn, PHOTO, layer="layer4"), ValueError, "layer4"),
 }
 
@@ -345,6 +348,10 @@ NOT_CATALOGUED = {
         "AttentionExplorer", "ViTAttentionExplorer", "PhotoMapExplorer", "SmoothGradExplorer", "IGExplorer", "GradCAMExplorer",
         "PerturbationExplorer", "LRPExplorer", "RelevanceExplorer", "TextRelevanceExplorer")},
     "widgets.BlitFigure": "an internal drawing helper of the explorers (takes a figure the package built)",
+    **{f"models.{name}": "chapter 10's tiny GPT parts (an nn.Module, its bundle, its tokenizer); bad input is tested in tests/test_patching.py"
+       for name in ("TinyGPT", "HeadAttention", "GPTBundle", "CharTokenizer")},
+    "models.tiny_gpt": "takes only a device, which torch.device checks as for every loader",
+    "train.train_tiny_gpt": "a training script (minutes); its steps argument is checked by positive_int",
     "models.OfflineError": "the exception itself",
     "viz.FigureWarning": "the warning itself",
     "viz.figure_problems": "takes only a figure; a non-figure is a TypeError (tests/test_exceptions.py) and its findings are tested in tests/test_figure_checks.py",

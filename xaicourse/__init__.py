@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 PLUMBING = ["baselines", "batching", "environment", "guarantees", "hooks", "inputs", "numerics", "paths", "targets", "testing"]
 MODELS_AND_DATA = ["data", "models", "train"]
 METHODS = ["attention", "cam", "deeplift", "diagnose", "ig", "lime", "lrp", "maps", "metrics", "relevance", "saliency",
-           "shapley"]
+           "patching", "shapley"]
 VIEWS = ["viz"]
 APPS = ["interpret", "widgets"]
 COURSE = ["authoring", "checks", "grading", "notebooks"]

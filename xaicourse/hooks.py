@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-__all__ = ["Recording", "eval_mode", "expect_no_hooks", "find_layer", "hooks_left", "record_layer"]
+__all__ = ["Recording", "eval_mode", "expect_no_hooks", "find_layer", "hooks_left", "record_layer", "replace_output"]
 
 
 @dataclass
@@ -123,3 +123,31 @@ def expect_no_hooks(model: nn.Module, error: type[Exception] = AssertionError) -
     if n:
         raise error(f"{n} hook(s) are still registered on the model after your function returned: keep the handle "
                     "that register_*_hook returns and call handle.remove() in a finally block")
+
+
+@contextmanager
+def replace_output(model: nn.Module, layer: nn.Module | str, replace):
+    """Inside the block, ``layer``'s output is ``replace(output)`` in every forward pass. Chapter 10.
+
+    ``replace`` takes the layer's output tensor and returns the tensor the rest of the model sees
+    (activation patching, ablation). The hook is removed in ``finally``, also when the block raises.
+    """
+    if not callable(replace):
+        raise TypeError(f"replace must be a function output -> new output, got {type(replace).__name__}")
+    _, module = find_layer(model, layer)
+
+    def on_forward(_module, _inputs, output):
+        if not isinstance(output, torch.Tensor):
+            raise TypeError(f"layer {type(_module).__name__} returns {type(output).__name__}, not a tensor: "
+                            "pick a layer whose output is one tensor")
+        new = replace(output)
+        if not isinstance(new, torch.Tensor) or new.shape != output.shape:
+            raise ValueError(f"replace must return a tensor shaped like the output {tuple(output.shape)}, got "
+                             f"{getattr(new, 'shape', type(new).__name__)}")
+        return new
+
+    handle = module.register_forward_hook(on_forward)
+    try:
+        yield module
+    finally:
+        handle.remove()

@@ -21,6 +21,7 @@ Loaders are cached: a second call returns the same bundle at once. The package's
 ``remap``           EfficientNet-Lite0's checkpoint keys renamed for timm
 ``registry``        one Family per loader: names, cache, network guard, OfflineError
 ``loaders``         the public loaders and one builder per model name
+``gpt``             TinyGPT (chapter 10), its character tokenizer, bundle and repeated-sequence task
 ==================  =====================================================================
 
 Taught in chapter 00.
@@ -29,26 +30,29 @@ from __future__ import annotations
 
 import inspect
 
-from . import architectures, bundles, loaders, registry, remap
+from . import architectures, bundles, gpt, loaders, registry, remap
 from .architectures import SENTIMENT_TRAINED, SelfAttention, ShapesCNN, ShapesResNet, TinyViT, ViTBlock, minilm_classifier
 from .bundles import ImageModel, Normalization, TextModel, VisionTransformer, class_index
+from .gpt import CharTokenizer, GPTBundle, HeadAttention, TinyGPT, repeated_tokens
 from .loaders import (
     OFFLINE_BERT, OFFLINE_CNN, OFFLINE_SENTIMENT, OFFLINE_VIT, ONLINE_BERTS, ONLINE_CNNS, ONLINE_SENTIMENTS,
     ONLINE_VITS, SENTIMENT_WEIGHTS, SHAPES_CNN_DATA, SHAPES_CNN_VARIANTS, TINY_VIT_WEIGHTS, bert, imagenet_cnn,
-    imagenet_labels, sentiment_classifier, shapes_cnn, shapes_cnn_path, shapes_resnet, tiny_vit, vit,
+    imagenet_labels, sentiment_classifier, shapes_cnn, shapes_cnn_path, shapes_resnet, tiny_gpt, tiny_vit, vit,
 )
 from .registry import OfflineError, hub_source
 
 __all__ = [
     # bundles
     "ImageModel", "Normalization", "TextModel", "VisionTransformer", "class_index",
+    # the tiny GPT (chapter 10)
+    "CharTokenizer", "GPTBundle", "HeadAttention", "TinyGPT", "repeated_tokens",
     # architectures
     "SENTIMENT_TRAINED", "SelfAttention", "ShapesCNN", "ShapesResNet", "TinyViT", "ViTBlock", "minilm_classifier",
     # loaders and their names
     "OFFLINE_BERT", "OFFLINE_CNN", "OFFLINE_SENTIMENT", "OFFLINE_VIT", "ONLINE_BERTS", "ONLINE_CNNS",
     "ONLINE_SENTIMENTS", "ONLINE_VITS", "SENTIMENT_WEIGHTS", "SHAPES_CNN_DATA", "SHAPES_CNN_VARIANTS",
     "TINY_VIT_WEIGHTS", "bert", "imagenet_cnn", "imagenet_labels", "sentiment_classifier", "shapes_cnn",
-    "shapes_cnn_path", "shapes_resnet", "tiny_vit", "vit",
+    "shapes_cnn_path", "shapes_resnet", "tiny_gpt", "tiny_vit", "vit",
     # the network guard
     "OfflineError", "hub_source",
 ]

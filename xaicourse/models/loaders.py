@@ -15,6 +15,7 @@ import torch
 from .. import paths
 from .architectures import HubViT, ShapesCNN, ShapesResNet, TinyViT, minilm_classifier
 from .bundles import ImageModel, Normalization, TextModel, VisionTransformer
+from .gpt import GPTBundle, TinyGPT
 from .registry import FAMILIES, Family
 from .remap import lite0_state_dict
 
@@ -22,7 +23,7 @@ __all__ = [
     "OFFLINE_BERT", "OFFLINE_CNN", "OFFLINE_SENTIMENT", "OFFLINE_VIT", "ONLINE_BERTS", "ONLINE_CNNS",
     "ONLINE_SENTIMENTS", "ONLINE_VITS", "SENTIMENT_WEIGHTS", "SHAPES_CNN_DATA", "SHAPES_CNN_VARIANTS",
     "TINY_VIT_WEIGHTS", "bert", "imagenet_cnn", "imagenet_labels", "sentiment_classifier", "shapes_cnn",
-    "shapes_cnn_path", "shapes_resnet", "tiny_vit", "vit",
+    "shapes_cnn_path", "shapes_resnet", "tiny_gpt", "tiny_vit", "vit",
 ]
 
 OFFLINE_CNN, ONLINE_CNNS = "efficientnet_lite0", ("resnet50",)
@@ -42,6 +43,7 @@ SENTIMENT = FAMILIES["sentiment_classifier"] = Family(
     "sentiment model", (OFFLINE_SENTIMENT,), ONLINE_SENTIMENTS, "sentiment_classifier()", default_spelling="None")
 SHAPES = FAMILIES["shapes_cnn"] = Family("shapes CNN variant", tuple(SHAPES_CNN_VARIANTS), (), 'shapes_cnn("shortcut")')
 SHAPES_RESNET = FAMILIES["shapes_resnet"] = Family("shapes ResNet", ("clean",), (), "shapes_resnet()")
+TINY_GPT = FAMILIES["tiny_gpt"] = Family("tiny GPT", ("tiny_gpt",), (), "tiny_gpt()")
 
 
 # --------------------------------------------------------------------------------------------
@@ -200,3 +202,21 @@ def _shapes_resnet(_name: str) -> ShapesResNet:
     model = ShapesResNet(**saved["config"])
     model.load_state_dict(saved["state_dict"])
     return model.eval()
+
+
+def tiny_gpt(device: str | torch.device = "cpu") -> GPTBundle:
+    """The course's tiny GPT (2 attention-only layers x 4 heads, an induction circuit) from data/tiny_gpt.pt.
+
+    A :class:`~xaicourse.models.gpt.GPTBundle`: ``.model`` maps ids (B, T) to next-token logits
+    (B, T, V), ``.tokenizer`` encodes and decodes strings, ``.heads`` names every head. Weights from
+    ``xaicourse.train.train_tiny_gpt``. Taught in chapter 10.
+    """
+    return TINY_GPT.load("tiny_gpt", device)
+
+
+@TINY_GPT.builder("tiny_gpt")
+def _tiny_gpt(_name: str) -> GPTBundle:
+    saved = torch.load(paths.trained("tiny_gpt.pt"), map_location="cpu", weights_only=True)
+    model = TinyGPT(**saved["config"])
+    model.load_state_dict(saved["state_dict"])
+    return GPTBundle(model=model.eval(), half=saved["task"]["half"])
