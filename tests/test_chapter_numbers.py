@@ -531,3 +531,69 @@ def test_08_resnet_canonizer_restores_conservation(ch08):
     assert abs(flat["pointing"] - box["pointing"]) <= 0.05 and abs(flat["energy"] - box["energy"]) <= 0.08
     assert box["negative"] >= 3 * max(flat["negative"], 1)
     assert number(out, r"vs zennit: ([\d.e+-]+) \(relative\)") < 1e-5
+
+
+# ---------------------------------------------------------------------------------------------- chapter 10
+@pytest.fixture(scope="module")
+def ch10():
+    return _execute("10_inside_a_language_model.ipynb")
+
+
+def _table(text: str, row: str) -> list[float]:
+    """The numbers of the printed table row that starts with ``row``."""
+    line = next((s for s in text.splitlines() if s.strip().startswith(row)), None)
+    assert line is not None, f"no printed row {row!r}:\n{text}"
+    return [float(v) for v in re.findall(r"-?\d+\.\d+", line[len(row) + line.index(row):])]
+
+
+def test_10_the_model_copies_and_cannot_guess(ch10):
+    out = ch10["c10-01"]
+    assert number(out, r"second copy ([\d.]+)") >= 0.99
+    first, chance = number(out, r"first copy ([\d.]+)"), number(out, r"chance ([\d.]+)")
+    assert abs(first - chance) < 0.01
+
+
+def test_10_attention_and_patching_find_the_planted_circuit(ch10):
+    """10.2 and 10.4: attention points at L0H0/L0H2 and L1H0; denoising finds L1H0 alone, noising all three."""
+    scores = ch10["c10-05"]
+    assert min(_table(scores, "L0H0")[0], _table(scores, "L0H2")[0]) > max(_table(scores, h)[0] for h in ("L0H1", "L0H3"))
+    assert _table(scores, "L1H0")[1] > 0.9
+    out = ch10["c10-15"]
+    effects = {h: _table(out, h) for h in ("L0H0", "L0H1", "L0H2", "L0H3", "L1H0", "L1H1", "L1H2", "L1H3")}
+    assert effects["L1H0"][0] > 0.8 and all(abs(v[0]) < 0.05 for h, v in effects.items() if h != "L1H0")
+    assert effects["L0H0"][1] > 0.4 and effects["L0H2"][1] > 0.4
+    assert all(abs(effects[h][1]) < 0.05 for h in ("L0H1", "L0H3", "L1H1", "L1H2", "L1H3"))
+
+
+def test_10_attribution_methods_split_between_the_two_necessary_tokens(ch10):
+    out = ch10["c10-08"]
+    ig, ablation, axg = (_table(out, name) for name in ("integrated gradients", "ablation", "attention x gradient"))
+    assert axg[0] > 0.99                        # attention x gradient: the source every time
+    assert ig[1] > ig[0] and ig[2] > 0.9        # IG: mostly the token before the source; the pair almost always
+    assert ablation[2] > 0.9 and 0.3 < ablation[0] < 0.7
+    for diff in re.findall(r"largest difference ([\d.e+-]+)", ch10["c10-10"]):
+        assert float(diff) < 1e-5               # Captum's LLM attribution gives the same numbers
+    contrast = ch10["c10-12"]
+    assert _table(contrast, "integrated gradients")[0] > ig[0] + 0.2
+    assert _table(contrast, "ablation")[0] > ablation[0] + 0.1 and _table(contrast, "ablation")[2] > 0.6
+
+
+def test_10_attribution_patching_is_exact_for_layer_1_and_misses_layer_0(ch10):
+    out = ch10["c10-20"]
+    assert number(out, r"\((\d+)x faster\)") >= 10
+    assert number(out, r"Spearman ([\d.]+)") > 0.7
+    l1h0, l0h0 = _table(out, "L1H0"), _table(out, "L0H0")
+    assert l1h0[0] == pytest.approx(l1h0[1], abs=0.002) and l1h0[2] == pytest.approx(l1h0[3], abs=0.002)
+    assert l0h0[3] < 0.5 * l0h0[2]
+
+
+def test_10_logit_lens_dla_and_ablation(ch10):
+    out = ch10["c10-23"]
+    assert number(out, r"embeddings only: accuracy on the second copy ([\d.]+)") < 0.05
+    assert number(out, r"after layer 1 \(output\): accuracy on the second copy ([\d.]+)") > 0.99
+    dla = _table(out, "second copy")
+    assert dla[4] == max(dla) and dla[4] > 5 * max(dla[:4] + dla[5:])
+    abl = ch10["c10-26"]
+    assert _table(abl, "L1H0 (induction)")[0] < 0.4 and _table(abl, "L0H0 + L0H2")[0] < 0.2
+    assert min(_table(abl, pair)[0] for pair in ("L0H1 + L0H3", "L1H1 + L1H2", "L1H2 + L1H3")) > 0.98
+    assert number(ch10["c10-40"], r"ran in (\d+) s") < 120

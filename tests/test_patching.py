@@ -88,24 +88,6 @@ def test_direct_logit_attribution_sums_to_the_logit(gpt):
     torch.testing.assert_close(lens[-1], m(ids).detach())
 
 
-def test_token_attribution_matches_captum(gpt):
-    from captum.attr import FeatureAblation, LayerIntegratedGradients
-
-    ids = gpt.sequences(6, seed=4000)
-    pos = gpt.half + 4
-    target = ids[:, pos + 1]
-    model = gpt.model
-    before = snapshot(model)
-    ours = P.token_integrated_gradients(model, ids, pos, target, baseline_id=0, n_steps=50)
-    theirs = LayerIntegratedGradients(lambda x: model(x)[:, pos], model.embed).attribute(
-        ids, baselines=torch.zeros_like(ids), target=target, n_steps=50).sum(-1)
-    torch.testing.assert_close(ours, theirs.float(), atol=1e-5, rtol=1e-5)
-    abl = P.token_ablation(model, ids, pos, target)
-    fa = FeatureAblation(lambda x: model(x)[:, pos]).attribute(ids, baselines=0, target=target)
-    torch.testing.assert_close(abl, fa.float(), atol=1e-5, rtol=1e-5)
-    assert_unchanged(model, before)
-
-
 def test_patching_leaves_the_model_as_found(gpt, pair):
     model = gpt.model.train()
     before = snapshot(model)

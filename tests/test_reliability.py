@@ -99,6 +99,9 @@ MASKS = torch.zeros(2, 8, 8, dtype=torch.bool)
 ATT = torch.softmax(torch.randn(2, 2, 5, 5), -1)  # (layers, heads, T, T): CLS + a 2 x 2 patch grid
 TOKENS = ["[CLS]", "a", "b", "c", "[SEP]"]
 PHOTO = np.zeros((8, 8, 3), dtype=np.float32)
+GPT = lambda: xc.models.tiny_gpt().model  # noqa: E731  (chapter 10's model, loaded when a case runs)
+IDS = torch.zeros(2, 9, dtype=torch.long)
+METRIC = lambda logits: logits[:, -1, 0]  # noqa: E731
 SCRATCH = str(Path(tempfile.gettempdir()) / "xaicourse-reliability-weights")  # never data/: a bad case must not overwrite it
 
 
@@ -333,6 +336,20 @@ OTHER_CASES = {
     "models.repeated_tokens: more distinct tokens than the vocabulary": (lambda: xc.models.repeated_tokens(2, half=60), ValueError, "distinct"),
     "train.gpt_accuracy: ids too short": (lambda: xc.train.gpt_accuracy(xc.models.TinyGPT(), torch.zeros(2, 2, dtype=torch.long)), ValueError, "[BOS, x, x]"),
     "widgets.gradcam_explorer: unknown layer": (lambda: xc.widgets.gradcam_explorer(ZOO.cnn, PHOTO, layer="layer4"), ValueError, "layer4"),
+    "widgets.circuit_explorer: effects of the wrong shape": (lambda: xc.widgets.circuit_explorer(torch.zeros(2, 4, 5, 5), torch.zeros(8, 5), list("abcde")), ValueError, "3 dimensions"),
+    "patching.activation_patching: a site that is not a name": (lambda: xc.patching.activation_patching(GPT(), IDS, IDS, METRIC, [3]), TypeError, "module name"),
+    "patching.attribution_patching: unknown module": (lambda: xc.patching.attribution_patching(GPT(), IDS, IDS, METRIC, ["blocks.9"]), ValueError, "no layer named"),
+    "patching.cache: unknown module": (lambda: xc.patching.cache(GPT(), IDS, ["blocks.9"]), ValueError, "no layer named"),
+    "patching.next_token_metric: a position without a next token": (lambda: xc.patching.next_token_metric(IDS, [IDS.shape[1] - 1]), ValueError, "next token must exist"),
+    "patching.ablate: unknown mode": (lambda: xc.patching.ablate(GPT(), [("blocks.0.attn.hook_z", 0)], "resample").__enter__(), ValueError, "'mean' or 'zero'"),
+    "patching.logit_lens: ids as floats": (lambda: xc.patching.logit_lens(GPT(), IDS.float()), TypeError, "dtype long"),
+    "patching.direct_logit_attribution: targets not a tensor": (lambda: xc.patching.direct_logit_attribution(GPT(), IDS, [1, 2]), TypeError, "targets"),
+    "generation.generate: ids not a tensor": (lambda: xc.generation.generate(GPT(), [[0, 1]], 2), TypeError, "ids"),
+    "generation.integrated_gradients: prompt longer than the sequence": (lambda: xc.generation.integrated_gradients(GPT(), IDS, 99), ValueError, "prompt_len"),
+    "generation.ablation: unknown score": (lambda: xc.generation.ablation(GPT(), IDS, 5, score="prob"), ValueError, "score must be one of"),
+    "generation.attention_x_gradient: no such layer": (lambda: xc.generation.attention_x_gradient(GPT(), IDS, 5, layer=4), ValueError, "layer must be in"),
+    "generation.token_attribution: unknown method": (lambda: xc.generation.token_attribution(GPT(), IDS, 5, "saliency"), ValueError, "method must be one of"),
+    "generation.hit_rate: truth of the wrong shape": (lambda: xc.generation.hit_rate(torch.zeros(1, 2, 3), torch.zeros(2, dtype=torch.long)), ValueError, "one source position per row"),
 }
 
 # Public names with no bad input of their own to catalogue, and why.
@@ -346,7 +363,7 @@ NOT_CATALOGUED = {
        for name in ("SelfAttention", "ViTBlock", "TinyViT", "ShapesCNN", "ShapesResNet")},
     **{f"widgets.{name}": "built by its factory function, which is catalogued" for name in (
         "AttentionExplorer", "ViTAttentionExplorer", "PhotoMapExplorer", "SmoothGradExplorer", "IGExplorer", "GradCAMExplorer",
-        "PerturbationExplorer", "LRPExplorer", "RelevanceExplorer", "TextRelevanceExplorer")},
+        "PerturbationExplorer", "LRPExplorer", "RelevanceExplorer", "TextRelevanceExplorer", "CircuitExplorer")},
     "widgets.BlitFigure": "an internal drawing helper of the explorers (takes a figure the package built)",
     **{f"models.{name}": "chapter 10's tiny GPT parts (an nn.Module, its bundle, its tokenizer); bad input is tested in tests/test_patching.py"
        for name in ("TinyGPT", "HeadAttention", "GPTBundle", "CharTokenizer")},
@@ -368,9 +385,9 @@ NOT_CATALOGUED = {
 }
 # Modules outside the catalogue: the graders are tested against wrong learner code in tests/test_checks*.py;
 # environment and notebooks are command-line tools tested in tests/test_project.py and tests/test_notebooks.py.
-CATALOGUED_MODULES = ("attention", "baselines", "batching", "cam", "data", "deeplift", "diagnose", "guarantees", "hooks", "ig", "inputs",
-                      "interpret", "lime", "lrp", "maps", "metrics", "models", "numerics", "relevance", "saliency", "shapley", "targets", "train", "viz",
-                      "widgets")
+CATALOGUED_MODULES = ("attention", "baselines", "batching", "cam", "data", "deeplift", "diagnose", "generation", "guarantees", "hooks",
+                      "ig", "inputs", "interpret", "lime", "lrp", "maps", "metrics", "models", "numerics", "patching", "relevance", "saliency",
+                      "shapley", "targets", "train", "viz", "widgets")
 
 
 def public_api() -> set[str]:

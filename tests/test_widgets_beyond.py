@@ -1,4 +1,4 @@
-"""Chapter 08's explorers: a slider move redraws, settings are cached, the status line reports the numbers."""
+"""Chapters 08 and 10: explorers redraw on a slider move, cache settings, and report the numbers."""
 import re
 
 import pytest
@@ -32,3 +32,28 @@ def test_lrp_explorer_switches_composites(cnn):
     assert explorer.image.value != first and len(explorer.cache) == 2
     with pytest.raises(ValueError, match="epsilon_plus_flat"):
         xc.widgets.lrp_explorer(cnn, xc.data.image("coffee"), composite="alpha_beta_9")
+
+
+def test_circuit_explorer_moves_with_its_sliders():
+    import torch
+    from xaicourse import patching
+
+    gpt = xc.models.tiny_gpt()
+    clean = gpt.sequences(8, seed=1000)
+    corrupt = clean.clone()
+    corrupt[:, 1:gpt.half + 1] = gpt.sequences(8, seed=2000)[:, 1:gpt.half + 1]
+    metric = patching.next_token_metric(clean, range(gpt.half + 1, 2 * gpt.half))
+    effects = patching.activation_patching(gpt.model, clean, corrupt, metric, gpt.heads, per_position=True)
+    names = [f"blocks.{l}.attn.hook_pattern" for l in range(gpt.n_layers)]
+    patterns = torch.stack(list(patching.cache(gpt.model, clean[:1], names).values()), 1)[0]
+    T = clean.shape[1]
+    explorer = xc.widgets.circuit_explorer(patterns, effects.view(2, 4, T), [str(i) for i in range(T)])
+    first = explorer.image.value
+    assert "L1H0" in explorer.ax_map.get_title() and "effect" in explorer.ax_bar.get_title()
+    explorer.head.value = 2
+    assert explorer.image.value != first and "L1H2" in explorer.ax_bar.get_title()
+    explorer.layer.value, explorer.head.value, explorer.position.value = 1, 0, 15
+    key = int(re.search(r"attends most to (\d+)", explorer.ax_map.get_title()).group(1))
+    assert key == 15 - gpt.half + 1           # the induction head looks at the source
+    with pytest.raises(ValueError, match="effects must be"):
+        xc.widgets.circuit_explorer(patterns, effects, [str(i) for i in range(T)])

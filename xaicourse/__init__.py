@@ -16,8 +16,8 @@ __version__ = "0.1.0"
 # Every submodule, by layer (imports only point down; tests/test_architecture.py checks it).
 PLUMBING = ["baselines", "batching", "environment", "guarantees", "hooks", "inputs", "numerics", "paths", "targets", "testing"]
 MODELS_AND_DATA = ["data", "models", "train"]
-METHODS = ["attention", "cam", "deeplift", "diagnose", "ig", "lime", "lrp", "maps", "metrics", "relevance", "saliency",
-           "patching", "shapley"]
+METHODS = ["attention", "cam", "deeplift", "diagnose", "generation", "ig", "lime", "lrp", "maps", "metrics", "patching",
+           "relevance", "saliency", "shapley"]
 VIEWS = ["viz"]
 APPS = ["interpret", "widgets"]
 COURSE = ["authoring", "checks", "grading", "notebooks"]

@@ -11,6 +11,8 @@ the model is left as found.
   one corrupt forward pass and one backward pass: grad(metric) . (clean - corrupt).
 * :func:`ablate` (zero or mean ablation of heads), :func:`logit_lens`, :func:`direct_logit_attribution`.
 
+Which *input tokens* a generated token depends on is :mod:`xaicourse.generation`.
+
 ``metric(logits) -> tensor`` turns the model's logits (B, T, V) into a number per sample (or one
 number); it is averaged over the batch. Taught in chapter 10.
 """
@@ -22,11 +24,10 @@ import torch
 from torch import nn
 
 from .hooks import eval_mode, find_layer, record_layer, replace_output
-from .ig import integrated_gradients
 from .inputs import check_types
 
 __all__ = ["ablate", "activation_patching", "attribution_patching", "cache", "direct_logit_attribution",
-           "logit_lens", "next_token_metric", "token_ablation", "token_integrated_gradients"]
+           "logit_lens", "next_token_metric"]
 
 
 def _split(site) -> tuple[str, int | None]:
@@ -219,46 +220,3 @@ def direct_logit_attribution(model: nn.Module, ids: torch.Tensor, targets: torch
         per_layer = [torch.einsum("bthm,btm->bth", blk.attn.head_results(acts[n]), w_u)
                      for blk, n in zip(model.blocks, names)]
     return torch.stack(per_layer, dim=2)
-
-
-@check_types
-def token_integrated_gradients(model: nn.Module, ids: torch.Tensor, position: int, target: torch.Tensor, *,
-                               baseline_id: int = 0, n_steps: int = 50) -> torch.Tensor:
-    """IG over the token embeddings of the logit of ``target`` (B,) at ``position``: (B, T), summed over d. Chapter 10.
-
-    The path runs from the embedding of ``baseline_id`` at every position to the real embeddings
-    (positions are untouched), with Gauss-Legendre nodes as :func:`xaicourse.ig.integrated_gradients`
-    and Captum's ``LayerIntegratedGradients`` on ``model.embed``.
-    """
-    with torch.no_grad():
-        x, base = model.embed(ids), model.embed(torch.full_like(ids, baseline_id))
-    wrapped = _FromEmbeddings(model, position)
-    rows = [integrated_gradients(wrapped, x[i:i + 1], int(target[i]), baseline=base[i:i + 1], n_steps=n_steps)
-            for i in range(ids.shape[0])]
-    return torch.cat(rows).sum(-1)
-
-
-class _FromEmbeddings(nn.Module):
-    """TinyGPT run from its token embeddings (B, T, d), returning the logits (B, V) at one position."""
-
-    def __init__(self, model: nn.Module, position: int):
-        super().__init__()
-        self.inner, self.position = model, position
-
-    def forward(self, e):
-        return self.inner(token_embeddings=e)[:, self.position]
-
-
-@check_types
-def token_ablation(model: nn.Module, ids: torch.Tensor, position: int, target: torch.Tensor, *,
-                   baseline_id: int = 0) -> torch.Tensor:
-    """Drop in the logit of ``target`` (B,) at ``position`` when each token is replaced by ``baseline_id``: (B, T). Chapter 10."""
-    rows = torch.arange(ids.shape[0])
-    with torch.no_grad(), eval_mode(model):
-        full = model(ids)[rows, position, target]
-        drops = []
-        for t in range(ids.shape[1]):
-            changed = ids.clone()
-            changed[:, t] = baseline_id
-            drops.append(full - model(changed)[rows, position, target])
-    return torch.stack(drops, dim=1)

@@ -24,6 +24,8 @@ module                 checks                                                   
 ``checks.beyond``      check_shapley_kernel_weight, check_rescale_multiplier,     08
                        check_lrp_epsilon
 ``checks.relevance``   check_attention_relevance                                  09
+``checks.patching``    check_patch_module, check_direct_logit_attribution,        10
+                       check_find_induction_head
 ``checks.exercises``   check_remove_evidence, check_contrastive_grad_cam,         06
                        check_occlusion, check_grad_cam_pp, check_text_ig
 =====================  =========================================================  =======
@@ -38,13 +40,15 @@ from .exercises import (check_contrastive_grad_cam, check_grad_cam_pp, check_occ
 from .ig import check_integrated_gradients
 from .interpret import check_misclassification_stats
 from .metrics import check_deletion_auc, check_max_sensitivity, check_shortcut_detector
+from .patching import check_direct_logit_attribution, check_find_induction_head, check_patch_module
 from .relevance import check_attention_relevance
 from .saliency import check_smoothgrad, check_vanilla_gradient
 from .softmax import check_softmax
 
 __all__ = [
     "CheckFailed", "Mistake", "RESULTS_ENV", "check_attention_relevance", "check_attention_rollout",
-    "check_contrastive_grad_cam", "check_grad_cam_pp", "check_occlusion", "check_text_ig", "check_deletion_auc", "check_grad_cam",
+    "check_contrastive_grad_cam", "check_direct_logit_attribution", "check_find_induction_head",
+    "check_patch_module", "check_grad_cam_pp", "check_occlusion", "check_text_ig", "check_deletion_auc", "check_grad_cam",
     "check_integrated_gradients", "check_lrp_epsilon", "check_map_resolution", "check_max_sensitivity",
     "check_misclassification_stats",
     "check_remove_evidence", "check_rescale_multiplier", "check_shapley_kernel_weight", "check_shortcut_detector", "check_smoothgrad",

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-__all__ = ["CharTokenizer", "GPTBundle", "HeadAttention", "TinyGPT", "repeated_tokens"]
+__all__ = ["CharTokenizer", "GPTBundle", "HFModel", "HFTokenizer", "HeadAttention", "TinyGPT", "repeated_tokens"]
 
 ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUV"  # 48 characters; the BOS token is "^"
 
@@ -83,6 +83,10 @@ class TinyGPT(nn.Module):
         self.unembed = nn.Linear(d_model, vocab_size)
 
     def forward(self, ids: torch.Tensor | None = None, token_embeddings: torch.Tensor | None = None) -> torch.Tensor:
+        if token_embeddings is None and (not isinstance(ids, torch.Tensor) or ids.dim() != 2
+                                         or ids.dtype not in (torch.long, torch.int)):
+            raise TypeError(f"ids must be token ids, a (B, T) tensor of dtype long (tokenizer.encode gives one), got "
+                            f"{getattr(ids, 'dtype', type(ids).__name__)} {tuple(getattr(ids, 'shape', ()))}")
         tokens = self.embed(ids) if token_embeddings is None else token_embeddings
         T = tokens.shape[1]
         if T > self.config["max_len"]:
@@ -186,6 +190,10 @@ class GPTBundle:
         self.model.to(device)
         return self
 
+    def for_captum(self) -> tuple[HFModel, HFTokenizer]:
+        """The model and tokenizer dressed as Hugging Face ones, for Captum's LLM attribution. Chapter 10."""
+        return HFModel(self.model), HFTokenizer("".join(self.tokenizer.vocab[1:]))
+
     def sequences(self, n: int, seed: int = 0) -> torch.Tensor:
         """``n`` repeated sequences [BOS, x, x] of length ``half`` on the model's device. Chapter 10.
 
@@ -193,3 +201,50 @@ class GPTBundle:
         possible halves, a test sequence that was also a training sequence is vanishingly unlikely.
         """
         return repeated_tokens(n, self.half, len(self.tokenizer), seed=seed).to(self.device)
+
+
+class HFTokenizer(CharTokenizer):
+    """The character tokenizer with the Hugging Face calls Captum's LLM attribution makes. Chapter 10.
+
+    ``encode(text, return_tensors="pt")`` -> ids (1, T) with BOS, otherwise a list;
+    ``add_special_tokens=False`` leaves BOS out; ``tokenizer(text, return_offsets_mapping=True)``;
+    ``convert_ids_to_tokens`` / ``convert_tokens_to_ids``.
+    """
+
+    def encode(self, text: str, bos: bool = True, return_tensors: str | None = None,
+               add_special_tokens: bool | None = None):
+        ids = super().encode(text, bos=bos if add_special_tokens is None else add_special_tokens)
+        return ids if return_tensors == "pt" else ids[0].tolist()
+
+    def __call__(self, text: str, add_special_tokens: bool = True, return_offsets_mapping: bool = False, **_):
+        ids = self.encode(text, add_special_tokens=add_special_tokens)
+        offsets = [(0, 0)] * (len(ids) - len(text)) + [(i, i + 1) for i in range(len(text))]
+        return {"input_ids": ids, **({"offset_mapping": offsets} if return_offsets_mapping else {})}
+
+    def convert_ids_to_tokens(self, ids):
+        return [self.vocab[int(i)] for i in ids]
+
+    def convert_tokens_to_ids(self, tokens):
+        return [self.ids[t] for t in tokens]
+
+
+class HFOutput(dict):
+    """What a Hugging Face causal LM returns, reduced to ``.logits``."""
+
+    __getattr__ = dict.__getitem__
+
+
+class HFModel(nn.Module):
+    """TinyGPT called the Hugging Face way: ``forward(input_ids, attention_mask=None)`` -> ``.logits``. Chapter 10.
+
+    For libraries that expect a Hugging Face causal LM (Captum's ``LLMAttribution``); the mask is
+    ignored (no padding). ``embed`` is the token embedding, for ``LayerIntegratedGradients``.
+    """
+
+    def __init__(self, model: TinyGPT):
+        super().__init__()
+        self.inner = model
+        self.embed = model.embed
+
+    def forward(self, input_ids, attention_mask=None, **_):
+        return HFOutput(logits=self.inner(input_ids))
