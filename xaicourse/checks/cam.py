@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .. import cam, testing
+from .. import cam, hooks, testing
 from ..numerics import safe_divide
 from ..targets import select
 from .core import (CheckFailed, Mistake, ModelState, as_answer, compare, expect, expect_as_found, expect_returned,
@@ -52,7 +52,22 @@ def check_map_resolution(native_resolution) -> str:
     ], atol=0, otherwise=lambda g: f"expected the layer's grid (8, 12) for a 32 x 48 input, got "
                                    f"{tuple(int(v) for v in g)}: take the last two dimensions of the activations, not "
                                    "the batch or channel dimension")
-    return "a 32 x 48 input gives an 8 x 12 grid at the layer, and no hook was left behind"
+    model, layer, _, _ = testing.misclassification_case()       # another model, whose layer keeps the input's size
+    x = torch.rand(1, 3, 12, 20, generator=torch.Generator().manual_seed(1))
+    with hooks.record_layer(model, layer) as rec, torch.no_grad():
+        model(x)
+    grid = [float(v) for v in rec.activations.shape[-2:]]
+    state = ModelState.of(model)
+    got = _pair(native_resolution(model, layer, x))
+    expect_as_found(model, state)
+    compare(got, torch.tensor(grid), [
+        Mistake("you divided the input's size by a fixed factor: the factor depends on the model (its strides up to "
+                "the layer); record the layer's output and read its shape", [3.0, 5.0]),
+    ], atol=0, otherwise=lambda g: f"on a second model a 12 x 20 input gives a {int(grid[0])} x {int(grid[1])} grid at "
+                                   f"the layer, you returned {tuple(int(v) for v in g)}: read the recorded activations' "
+                                   "last two dimensions")
+    return (f"a 32 x 48 input gives an 8 x 12 grid at the first model's layer and a 12 x 20 input a "
+            f"{int(grid[0])} x {int(grid[1])} grid at the second's, and no hook was left behind")
 
 
 # --------------------------------------------------------------------------------------------

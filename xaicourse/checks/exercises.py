@@ -14,7 +14,7 @@ from torch import nn
 from .. import cam, ig, maps, testing
 from ..targets import select
 from ..numerics import safe_divide
-from .core import CheckFailed, Mistake, ModelState, compare, expect_as_found, expect_returned, grader
+from .core import CheckFailed, Mistake, ModelState, compare, expect_as_found, expect_returned, expect_unchanged, grader
 
 __all__ = ["check_contrastive_grad_cam", "check_grad_cam_pp", "check_occlusion", "check_remove_evidence", "check_text_ig",
            "contrastive_grad_cam", "grad_cam_pp", "occlusion", "remove_evidence", "text_case", "text_ig"]
@@ -110,9 +110,12 @@ def check_remove_evidence(learner) -> str:
         logits = model(x)
     second = int(logits[0].argsort(descending=True)[1])
     state = ModelState.of(model)
-    got = learner(model, layer, x.clone(), second, 0.2)
+    original = x.clone()
+    got = learner(model, layer, x, second, 0.2)
     expect_returned(got)
     expect_as_found(model, state)
+    expect_unchanged("your function changed the image passed in (an in-place masked_fill_ or x[...] = 0): work on "
+                     "a copy, x.masked_fill(mask, 0.0), so that the caller's image stays as it was", (x, original))
     region = maps.top_region(cam.grad_cam(model, layer, x, second), 0.2)[:, None]
 
     def run(image, probabilities=True):
@@ -140,8 +143,13 @@ def check_remove_evidence(learner) -> str:
     ], atol=1e-5, rtol=1e-4, otherwise="expected softmax(model(x')) where x' is x with the pixels of the top 20% of "
                                        "target's Grad-CAM (xc.cam.grad_cam, then xc.maps.top_region) set to 0 in "
                                        "every channel")
-    return ("the probabilities after removing the target's top-20% Grad-CAM region match (all channels, the "
-            "target's own map, not the predicted class's); the model is as found")
+    other = learner(model, layer, x.clone(), second, 0.35)
+    compare(other, remove_evidence(model, layer, x, second, 0.35), [
+        Mistake("with top=0.35 you still removed the top 20%: pass `top` on to xc.maps.top_region(cam, top) instead of "
+                "its default", lambda: remove_evidence(model, layer, x, second, 0.2)),
+    ], atol=1e-5, rtol=1e-4, otherwise="with top=0.35 the answer differs: remove the top `top` fraction of the map")
+    return ("the probabilities after removing the target's top-20% and top-35% Grad-CAM regions match (all channels, "
+            "the target's own map, not the predicted class's); the model and the image are as found")
 
 
 # --------------------------------------------------------------------------------------------

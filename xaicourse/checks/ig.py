@@ -102,5 +102,16 @@ def check_integrated_gradients(ig_trapezoid) -> str:
         expect_unchanged("your function changed x or baseline in place: build the path in new tensors",
                          (case.x, x_before), (case.baseline, b_before))
         grade(got, case, target, n)
-    return (f"exact on a linear model, and equal to the reference trapezoid IG on a tanh network ({n} steps), "
-            "no hooks or .grad left behind")
+    model, _, _, _ = testing.resolution_case()     # an image: (1, 3, 5, 6) with n_steps = 5 = the height, where
+    image = torch.rand(1, 3, 5, 6, generator=torch.Generator().manual_seed(3))  # alphas[:, None] broadcasts silently
+    black = torch.zeros_like(image)
+    state = ModelState.of(model)
+    got = ig_trapezoid(model, image, 1, black, 5)
+    expect_as_found(model, state, grad_of="path")
+    compare(got, ig.integrated_gradients(model, image, 1, baseline=black, n_steps=5, method="riemann_trapezoid"),
+            atol=1e-5, rtol=1e-4, shape_hint="on an image (1, 3, 5, 6) return one attribution per pixel and channel",
+            otherwise="on an image (1, 3, 5, 6) your attributions differ from the reference although the flat case "
+                      "passed: shape alpha as (n_steps, 1, 1, 1), i.e. alphas.view(-1, *[1] * (x.dim() - 1)), so that "
+                      "it scales whole images, not one axis of them")
+    return (f"exact on a linear model, equal to the reference trapezoid IG on a tanh network ({n} steps) and on "
+            "an image, no hooks or .grad left behind")
