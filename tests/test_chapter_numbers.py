@@ -581,7 +581,8 @@ def test_10_attribution_methods_split_between_the_two_necessary_tokens(ch10):
 def test_10_attribution_patching_is_exact_for_layer_1_and_misses_layer_0(ch10):
     out = ch10["c10-20"]
     assert number(out, r"\((\d+)x faster\)") >= 10
-    assert number(out, r"Spearman ([\d.]+)") > 0.7
+    assert number(out, r"denoising ([\d.]+), noising") > 0.7
+    assert number(out, r", noising ([\d.]+)") > 0.9      # ranks right where the sizes are not
     l1h0, l0h0 = _table(out, "L1H0"), _table(out, "L0H0")
     assert l1h0[0] == pytest.approx(l1h0[1], abs=0.002) and l1h0[2] == pytest.approx(l1h0[3], abs=0.002)
     assert l0h0[3] < 0.5 * l0h0[2]
@@ -595,5 +596,6 @@ def test_10_logit_lens_dla_and_ablation(ch10):
     assert dla[4] == max(dla) and dla[4] > 5 * max(dla[:4] + dla[5:])
     abl = ch10["c10-26"]
     assert _table(abl, "L1H0 (induction)")[0] < 0.4 and _table(abl, "L0H0 + L0H2")[0] < 0.2
+    assert _table(abl, "L1H0 + L1H1 + L1H2")[0] < 0.5 * _table(abl, "L1H0 (induction)")[0]   # the backup heads
     assert min(_table(abl, pair)[0] for pair in ("L0H1 + L0H3", "L1H1 + L1H2", "L1H2 + L1H3")) > 0.98
     assert number(ch10["c10-40"], r"ran in (\d+) s") < 120

@@ -76,7 +76,13 @@ def test_dla_mistakes_are_named(flags, hint):
     (lambda e: (1 + int(e[1:].abs().argmax()) // e.shape[1], int(e[1:].abs().argmax()) % e.shape[1]), r"largest \|effect\|"),
     (lambda e: (int(e.argmax()) % e.shape[0], int(e.argmax()) // e.shape[0]), "wrong axis"),
     (lambda e: "L1H0", "return a pair"),
+    (lambda e: (e.shape[0] - 1, int(e[-1].argmax())), "induction head is layer 1"),
 ])
 def test_find_mistakes_are_named(wrong, hint):
     with pytest.raises(CheckFailed, match=hint):
         check_find_induction_head(wrong)
+
+
+def test_dla_that_ignores_its_targets_is_named():
+    with pytest.raises(CheckFailed, match="use the `targets` argument"):
+        check_direct_logit_attribution(lambda m, ids, t: dla_with(m, ids, torch.roll(ids, -1, dims=1)))

@@ -135,7 +135,14 @@ def check_direct_logit_attribution(dla) -> str:
     ], atol=1e-4, rtol=1e-4, otherwise="your values differ from the reference: z (B, T, H, d_head) -> per head "
                                         "z[:, :, h] @ W_O[:, h].T -> dot with W_U[targets]",
         shape_hint="one number per sample, position, layer and head: stack the layers on dim 2, heads on dim 3")
-    return "per-head direct logit attributions match the reference on 8 sequences (and sum with the rest to the logit)"
+    other = torch.randint(1, len(bundle.tokenizer), clean.shape, generator=torch.Generator().manual_seed(0))
+    compare(dla(model, clean, other), patching.direct_logit_attribution(model, clean, other), [
+        Mistake("with targets that are not the next tokens your answer is still the next tokens' DLA: use the "
+                "`targets` argument (W_U[targets]), not torch.roll(ids, -1)",
+                lambda: patching.direct_logit_attribution(model, clean, targets)),
+    ], atol=1e-4, rtol=1e-4, otherwise="with other target tokens your values differ from the reference: dot each "
+                                       "head's output with W_U[targets]")
+    return "per-head direct logit attributions match the reference on 8 sequences, for the next tokens and for other targets"
 
 
 # --------------------------------------------------------------------------------------------
@@ -151,6 +158,8 @@ _TABLES = [  # (effects (n_layers, n_heads), the induction head, why the case is
      "a head whose patch makes things worse"),
     (torch.tensor([[0.88, 0.02, 0.79, 0.01], [0.03, 0.02, 0.74, 0.00]]), (1, 2),
      "noising: previous-token heads in layer 0 score high too"),
+    (torch.tensor([[0.02, 0.01, 0.00], [0.00, 0.81, 0.03], [0.12, 0.00, 0.05]]), (1, 1),
+     "3 layers, the induction head in the middle one"),
 ]
 
 
@@ -191,4 +200,5 @@ def check_find_induction_head(find_induction_head) -> str:
                     raise CheckFailed(f"on {why}: {hint}")
             raise CheckFailed(f"on {why} (table {table.tolist()}) the induction head is layer {answer[0]}, head "
                               f"{answer[1]}; you returned {got}")
-    return f"the induction head found in all {len(_TABLES)} tables (several shapes, a negative effect, a noising table)"
+    return (f"the induction head found in all {len(_TABLES)} tables (several shapes, a negative effect, a noising table, "
+            "an induction head below the last layer)")
