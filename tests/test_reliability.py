@@ -349,6 +349,12 @@ OTHER_CASES = {
     "generation.ablation: unknown score": (lambda: xc.generation.ablation(GPT(), IDS, 5, score="prob"), ValueError, "score must be one of"),
     "generation.attention_x_gradient: no such layer": (lambda: xc.generation.attention_x_gradient(GPT(), IDS, 5, layer=4), ValueError, "layer must be in"),
     "generation.token_attribution: unknown method": (lambda: xc.generation.token_attribution(GPT(), IDS, 5, "saliency"), ValueError, "method must be one of"),
+    "concepts.cav: activations of different widths": (lambda: xc.concepts.cav(torch.zeros(5, 3), torch.zeros(5, 4)), ValueError, "same D"),
+    "concepts.layer_activations: unknown layer": (lambda: xc.concepts.layer_activations(NET, "conv9", torch.zeros(1, 3, 8, 8)), ValueError, "no layer named"),
+    "concepts.layer_gradients: unknown layer": (lambda: xc.concepts.layer_gradients(NET, "conv9", torch.zeros(1, 3, 8, 8), 0), ValueError, "no layer named"),
+    "concepts.directional_derivatives: vector of the wrong size": (lambda: xc.concepts.directional_derivatives(xc.models.shapes_cnn("clean"), "features.6", torch.zeros(2, 3, 32, 32), 0, torch.ones(3)), ValueError, "trained on this layer"),
+    "concepts.tcav_score: vector of the wrong size": (lambda: xc.concepts.tcav_score(xc.models.shapes_cnn("clean"), "features.6", torch.zeros(2, 3, 32, 32), 0, torch.ones(3)), ValueError, "trained on this layer"),
+    "concepts.tcav: too few random sets": (lambda: xc.concepts.tcav(NET, "conv1", torch.zeros(4, 3, 8, 8), [torch.zeros(4, 3, 8, 8)], torch.zeros(2, 3, 8, 8), 0), ValueError, "at least 3 random sets"),
     "generation.hit_rate: truth of the wrong shape": (lambda: xc.generation.hit_rate(torch.zeros(1, 2, 3), torch.zeros(2, dtype=torch.long)), ValueError, "one source position per row"),
 }
 
@@ -357,7 +363,7 @@ NOT_CATALOGUED = {
     **{f"{module}.{name}": "a result container returned by the package" for module, names in {
         "attention": ("TextAttentions", "Attended"), "data": ("ShapesDataset", "TextDataset"), "diagnose": ("Diagnosis",),
         "hooks": ("Recording",), "interpret": ("TextExplanation", "ImageExplanation", "MisclassificationReport", "MisclassificationStats"),
-        "metrics": ("PerturbationCurve", "SanityCheck", "DataRandomization", "RoarResult", "SanityBadge"), "models": ("ImageModel", "TextModel", "VisionTransformer")}.items()
+        "concepts": ("CAV", "TCAVResult"), "metrics": ("PerturbationCurve", "SanityCheck", "DataRandomization", "RoarResult", "SanityBadge"), "models": ("ImageModel", "TextModel", "VisionTransformer")}.items()
        for name in names},
     **{f"models.{name}": "an nn.Module architecture; its loaders are catalogued"
        for name in ("SelfAttention", "ViTBlock", "TinyViT", "ShapesCNN", "ShapesResNet")},
@@ -385,7 +391,7 @@ NOT_CATALOGUED = {
 }
 # Modules outside the catalogue: the graders are tested against wrong learner code in tests/test_checks*.py;
 # environment and notebooks are command-line tools tested in tests/test_project.py and tests/test_notebooks.py.
-CATALOGUED_MODULES = ("attention", "baselines", "batching", "cam", "data", "deeplift", "diagnose", "generation", "guarantees", "hooks",
+CATALOGUED_MODULES = ("attention", "baselines", "batching", "cam", "concepts", "data", "deeplift", "diagnose", "generation", "guarantees", "hooks",
                       "ig", "inputs", "interpret", "lime", "lrp", "maps", "metrics", "models", "numerics", "patching", "relevance", "saliency",
                       "shapley", "targets", "train", "viz", "widgets")
 

@@ -1,0 +1,197 @@
+"""Concepts: does the model use a human-level concept for a class? CAVs and TCAV (Kim et al. 2018). Chapter 11.
+
+A **concept activation vector** (CAV) is the unit normal of a linear classifier that separates a
+layer's activations on images *with* the concept from its activations on random images. The
+**TCAV score** of a class is the share of the class's inputs whose target logit increases when the
+layer's activation moves along the CAV: the sign of the directional derivative
+grad_layer(logit) . cav. A score says nothing on its own (a CAV against random images always exists):
+the test is against CAVs of *random* images trained against other random images, over several random
+sets, with a two-sided t-test (:func:`tcav`).
+
+* :func:`layer_activations`: a layer's flattened activations (N, D), batched, without gradients.
+* :func:`cav`: the CAV (a :class:`CAV`: unit vector, held-out accuracy), by L2-regularised logistic
+  regression fitted with L-BFGS: deterministic, no extra dependency.
+* :func:`directional_derivatives` and :func:`tcav_score`: per input, and the share > 0.
+* :func:`tcav`: concept against ``n`` random sets, the random-vs-random null, the p-value
+  (:class:`TCAVResult`).
+
+Captum's ``TCAV`` computes the same scores given the same CAVs (tests/test_concepts.py).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from .batching import batched
+from .hooks import eval_mode, find_layer, record_layer
+from .inputs import check_int, check_types
+from .targets import resolve_targets, select
+
+__all__ = ["CAV", "TCAVResult", "cav", "directional_derivatives", "layer_activations", "layer_gradients", "tcav",
+           "tcav_score"]
+
+
+@dataclass(frozen=True)
+class CAV:
+    """A concept activation vector: ``vector`` (D,) of unit length pointing towards the concept, and the
+    linear classifier's ``accuracy`` on the held-out share of the activations. Chapter 11."""
+    vector: torch.Tensor
+    accuracy: float
+    bias: float
+
+
+@dataclass(frozen=True)
+class TCAVResult:
+    """:func:`tcav`'s result. Chapter 11.
+
+    ``scores`` (n_random,): the concept's TCAV score against each random set; ``null`` (n_random - 1,):
+    random set 0 against each other random set (what a concept of no meaning scores); ``accuracies``:
+    the concept CAVs' held-out accuracies; ``p_value``: two-sided t-test of scores against null;
+    ``significant``: p < ``alpha`` (and the mean score away from 0.5 in the direction of the test).
+    """
+    scores: torch.Tensor
+    null: torch.Tensor
+    accuracies: torch.Tensor
+    p_value: float
+    alpha: float
+
+    @property
+    def significant(self) -> bool:
+        return self.p_value < self.alpha
+
+    @property
+    def mean(self) -> float:
+        return float(self.scores.mean())
+
+
+@check_types
+def layer_activations(model: nn.Module, layer, x: torch.Tensor, *, batch_size: int | None = None) -> torch.Tensor:
+    """``layer``'s output on ``x``, flattened per input: (N, D) float32 on the CPU. Chapter 11."""
+    find_layer(model, layer)
+
+    def run(items: slice) -> torch.Tensor:
+        with record_layer(model, layer) as rec, torch.no_grad():
+            model(x[items])
+        return rec.activations.flatten(1).float().cpu()
+
+    with eval_mode(model):
+        return torch.cat([chunk for _, chunk in batched(len(x), run, model=model, batch_size=batch_size, grad=False,
+                                                       desc="activations", progress=False)])
+
+
+@check_types
+def cav(concept: torch.Tensor, random: torch.Tensor, *, l2: float = 1e-2, test_share: float = 0.33,
+        seed: int = 0) -> CAV:
+    """The CAV separating ``concept`` activations (N1, D) from ``random`` ones (N2, D). Chapter 11.
+
+    Logistic regression (concept = 1) on a random ``1 - test_share`` of each set, with an L2 penalty
+    ``l2`` on the weights (features standardised by the training set's scale first, so that ``l2``
+    means the same at every layer); the CAV is the weight vector in the layer's own units,
+    normalised. ``accuracy`` is measured on the rest: a CAV near 0.5 separates nothing, and its TCAV
+    scores mean nothing.
+    """
+    if concept.dim() != 2 or random.dim() != 2 or concept.shape[1] != random.shape[1]:
+        raise ValueError(f"concept and random must be activations (N, D) with the same D, got "
+                         f"{tuple(concept.shape)} and {tuple(random.shape)}: flatten them (layer_activations does)")
+    if not 0 < test_share < 1:
+        raise ValueError(f"test_share must be in (0, 1), got {test_share}")
+    if min(len(concept), len(random)) < 4:
+        raise ValueError(f"need at least 4 activations per set to train and test a CAV, got {len(concept)} and "
+                         f"{len(random)}")
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.cat([concept, random]).double()
+    y = torch.cat([torch.ones(len(concept)), torch.zeros(len(random))]).double()
+    test = torch.zeros(len(x), dtype=torch.bool)
+    for start, n in ((0, len(concept)), (len(concept), len(random))):
+        test[start + torch.randperm(n, generator=gen)[:max(1, round(test_share * n))]] = True
+    train_x, train_y = x[~test], y[~test]
+    mean, scale = train_x.mean(0), train_x.std(0).clamp(min=1e-8)
+    z = (train_x - mean) / scale
+    w = torch.zeros(x.shape[1], dtype=torch.float64, requires_grad=True)
+    b = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([w, b], max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = nn.functional.binary_cross_entropy_with_logits(z @ w + b, train_y) + l2 * (w ** 2).sum()
+        loss.backward()
+        return loss
+    with torch.enable_grad():
+        optimizer.step(closure)
+    w, b = w.detach() / scale, (b - (w / scale * mean).sum()).detach()   # back to the layer's own units
+    accuracy = ((x[test] @ w + b > 0).double() == y[test]).double().mean().item()
+    norm = w.norm()
+    return CAV((w / norm).float(), accuracy, float(b / norm))
+
+
+@check_types
+def layer_gradients(model: nn.Module, layer, x: torch.Tensor, target, *, batch_size: int | None = None) -> torch.Tensor:
+    """The gradient of each input's target logit with respect to ``layer``'s output, flattened: (N, D). Chapter 11."""
+    find_layer(model, layer)
+
+    def run(items: slice) -> torch.Tensor:
+        chunk = x[items]
+        with record_layer(model, layer, keep_graph=True) as rec, torch.enable_grad():
+            logits = model(chunk)
+            targets = resolve_targets(target[items] if isinstance(target, torch.Tensor) and target.dim() == 1
+                                      else target, logits)
+            grad, = torch.autograd.grad(select(logits, targets).sum(), rec.activations)
+        return grad.flatten(1).float().cpu()
+
+    with eval_mode(model):
+        return torch.cat([chunk for _, chunk in batched(len(x), run, model=model, batch_size=batch_size,
+                                                       desc="layer gradients", progress=False)])
+
+
+def _along(grads: torch.Tensor, vector: torch.Tensor) -> torch.Tensor:
+    vector = torch.as_tensor(vector).flatten().float()
+    if vector.numel() != grads.shape[1]:
+        raise ValueError(f"the vector has {vector.numel()} entries but the layer has {grads.shape[1]} per input: use "
+                         "a CAV trained on this layer's activations")
+    return grads @ vector
+
+
+@check_types
+def directional_derivatives(model: nn.Module, layer, x: torch.Tensor, target, vector: torch.Tensor) -> torch.Tensor:
+    """grad_layer(target logit) . ``vector`` for each input: (N,). Chapter 11."""
+    return _along(layer_gradients(model, layer, x, target), vector)
+
+
+@check_types
+def tcav_score(model: nn.Module, layer, x: torch.Tensor, target, vector: torch.Tensor) -> float:
+    """Share of inputs whose target logit rises along ``vector`` at ``layer`` (sign count). Chapter 11."""
+    return (directional_derivatives(model, layer, x, target, vector) > 0).float().mean().item()
+
+
+@check_types
+def tcav(model: nn.Module, layer, concept: torch.Tensor, randoms, x: torch.Tensor, target, *,
+         alpha: float = 0.05, seed: int = 0) -> TCAVResult:
+    """The TCAV test of a concept for ``target`` on inputs ``x``, against random image sets. Chapter 11.
+
+    ``concept`` (N, C, H, W): images with the concept; ``randoms``: a list of at least 3 image tensors
+    without it (random images). One CAV is trained for the concept against each random set, and one for
+    random set 0 against each other random set (the null); their TCAV scores on ``x`` are compared
+    with a two-sided t-test (Kim et al. 2018, section 3.2). ``alpha``: the significance level (divide it
+    by the number of tests you run: Bonferroni).
+    """
+    from scipy.stats import ttest_ind
+
+    randoms = list(randoms)
+    if len(randoms) < 3:
+        raise ValueError(f"need at least 3 random sets (one for the null against two others), got {len(randoms)}; "
+                         "Kim et al. use tens")
+    check_int("seed", seed, minimum=0)
+    acts = [layer_activations(model, layer, images) for images in [concept, *randoms]]
+    concept_cavs = [cav(acts[0], r, seed=seed + i) for i, r in enumerate(acts[1:])]
+    null_cavs = [cav(acts[1], r, seed=seed + 100 + i) for i, r in enumerate(acts[2:])]
+    grads = layer_gradients(model, layer, x, target)   # once: each CAV is a dot product with them
+
+    def scores(cavs):
+        return torch.tensor([(_along(grads, c.vector) > 0).float().mean().item() for c in cavs])
+    concept_scores, null_scores = scores(concept_cavs), scores(null_cavs)
+    p = float(ttest_ind(concept_scores.numpy(), null_scores.numpy()).pvalue)
+    return TCAVResult(concept_scores, null_scores, torch.tensor([c.accuracy for c in concept_cavs]),
+                      1.0 if np.isnan(p) else p, alpha)
