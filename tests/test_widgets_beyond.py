@@ -55,5 +55,10 @@ def test_circuit_explorer_moves_with_its_sliders():
     explorer.layer.value, explorer.head.value, explorer.position.value = 1, 0, 15
     key = int(re.search(r"attends most to (\d+)", explorer.ax_map.get_title()).group(1))
     assert key == 15 - gpt.half + 1           # the induction head looks at the source
+    both = xc.widgets.circuit_explorer(patterns, {"denoising": effects.view(2, 4, T), "noising": -effects.view(2, 4, T)},
+                                       [str(i) for i in range(T)])
+    before = both.image.value
+    both.table.value = "noising"
+    assert both.image.value != before and both.ax_bar.get_title().startswith("noising")
     with pytest.raises(ValueError, match="effects must be"):
         xc.widgets.circuit_explorer(patterns, effects, [str(i) for i in range(T)])
