@@ -355,6 +355,11 @@ OTHER_CASES = {
     "concepts.directional_derivatives: vector of the wrong size": (lambda: xc.concepts.directional_derivatives(xc.models.shapes_cnn("clean"), "features.6", torch.zeros(2, 3, 32, 32), 0, torch.ones(3)), ValueError, "trained on this layer"),
     "concepts.tcav_score: vector of the wrong size": (lambda: xc.concepts.tcav_score(xc.models.shapes_cnn("clean"), "features.6", torch.zeros(2, 3, 32, 32), 0, torch.ones(3)), ValueError, "trained on this layer"),
     "concepts.tcav: too few random sets": (lambda: xc.concepts.tcav(NET, "conv1", torch.zeros(4, 3, 8, 8), [torch.zeros(4, 3, 8, 8)], torch.zeros(2, 3, 8, 8), 0), ValueError, "at least 3 random sets"),
+    "influence.per_example_gradients: x and y of different lengths": (lambda: xc.influence.per_example_gradients(NET, torch.nn.functional.cross_entropy, torch.zeros(2, 3, 8, 8), torch.zeros(3, dtype=torch.long)), ValueError, "same examples"),
+    "influence.gradient_similarity: unknown kind": (lambda: xc.influence.gradient_similarity(NET, torch.nn.functional.cross_entropy, (torch.zeros(1, 3, 8, 8), torch.zeros(1, dtype=torch.long)), (torch.zeros(1, 3, 8, 8), torch.zeros(1, dtype=torch.long)), kind="l2"), ValueError, "kind must be"),
+    "influence.tracin: no checkpoints": (lambda: xc.influence.tracin(NET, [], torch.nn.functional.cross_entropy, (torch.zeros(1, 3, 8, 8), torch.zeros(1, dtype=torch.long)), (torch.zeros(1, 3, 8, 8), torch.zeros(1, dtype=torch.long))), ValueError, "checkpoints is empty"),
+    "influence.self_influence: no checkpoints": (lambda: xc.influence.self_influence(NET, [], torch.nn.functional.cross_entropy, (torch.zeros(1, 3, 8, 8), torch.zeros(1, dtype=torch.long))), ValueError, "checkpoints is empty"),
+    "influence.influence_function: unknown method": (lambda: xc.influence.influence_function(NET, torch.nn.functional.cross_entropy, (torch.zeros(1, 3, 8, 8), torch.zeros(1, dtype=torch.long)), (torch.zeros(1, 3, 8, 8), torch.zeros(1, dtype=torch.long)), method="lissa"), ValueError, "method must be"),
     "generation.hit_rate: truth of the wrong shape": (lambda: xc.generation.hit_rate(torch.zeros(1, 2, 3), torch.zeros(2, dtype=torch.long)), ValueError, "one source position per row"),
 }
 
@@ -392,7 +397,7 @@ NOT_CATALOGUED = {
 # Modules outside the catalogue: the graders are tested against wrong learner code in tests/test_checks*.py;
 # environment and notebooks are command-line tools tested in tests/test_project.py and tests/test_notebooks.py.
 CATALOGUED_MODULES = ("attention", "baselines", "batching", "cam", "concepts", "data", "deeplift", "diagnose", "generation", "guarantees", "hooks",
-                      "ig", "inputs", "interpret", "lime", "lrp", "maps", "metrics", "models", "numerics", "patching", "relevance", "saliency",
+                      "ig", "influence", "inputs", "interpret", "lime", "lrp", "maps", "metrics", "models", "numerics", "patching", "relevance", "saliency",
                       "shapley", "targets", "train", "viz", "widgets")
 
 

@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 # Every submodule, by layer (imports only point down; tests/test_architecture.py checks it).
 PLUMBING = ["baselines", "batching", "environment", "guarantees", "hooks", "inputs", "numerics", "paths", "targets", "testing"]
 MODELS_AND_DATA = ["data", "models", "train"]
-METHODS = ["attention", "cam", "concepts", "deeplift", "diagnose", "generation", "ig", "lime", "lrp", "maps", "metrics", "patching",
+METHODS = ["attention", "cam", "concepts", "deeplift", "diagnose", "generation", "ig", "influence", "lime", "lrp", "maps", "metrics", "patching",
            "relevance", "saliency", "shapley"]
 VIEWS = ["viz"]
 APPS = ["interpret", "widgets"]
