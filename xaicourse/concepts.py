@@ -50,7 +50,7 @@ class TCAVResult:
     ``scores`` (n_random,): the concept's TCAV score against each random set; ``null`` (n_random - 1,):
     random set 0 against each other random set (what a concept of no meaning scores); ``accuracies``:
     the concept CAVs' held-out accuracies; ``p_value``: two-sided t-test of scores against null;
-    ``significant``: p < ``alpha`` (and the mean score away from 0.5 in the direction of the test).
+    ``significant``: p < ``alpha`` (in either direction: compare ``mean`` with ``null`` to read which).
     """
     scores: torch.Tensor
     null: torch.Tensor
