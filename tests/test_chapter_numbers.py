@@ -20,6 +20,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from xaicourse import grading
+from xaicourse.checks import RESULTS_ENV
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -32,6 +35,9 @@ pytestmark = [pytest.mark.slow] if _slow_is_registered() else []
 
 
 FIGURE_REPORTS = Path(os.environ.get("XAICOURSE_FIGURE_REPORTS", "/tmp/xaicourse-figure-reports"))
+
+
+_EXECUTED: dict[str, nbformat.NotebookNode] = {}   # name -> the executed notebook (when run here)
 
 
 @functools.lru_cache(maxsize=None)
@@ -58,9 +64,20 @@ def _execute(name: str) -> dict[str, str]:
         report.write_text("", encoding="utf-8")
         watch = nbformat.v4.new_code_cell(f"import xaicourse.viz.checks\nxaicourse.viz.checks.watch_figures({str(report)!r})")
         nb.cells.insert(0, watch)
-        NotebookClient(nb, timeout=1200, kernel_name="python3", allow_errors=False,
-                       resources={"metadata": {"path": str(path.parent)}}).execute()
+        results = FIGURE_REPORTS / f"{name}.checks.jsonl"   # every check call's outcome (graded below)
+        results.write_text("", encoding="utf-8")
+        previous = os.environ.get(RESULTS_ENV)
+        os.environ[RESULTS_ENV] = str(results)   # the kernel inherits it when it starts
+        try:
+            NotebookClient(nb, timeout=1200, kernel_name="python3", allow_errors=False,
+                           resources={"metadata": {"path": str(path.parent)}}).execute()
+        finally:
+            if previous is None:
+                del os.environ[RESULTS_ENV]
+            else:
+                os.environ[RESULTS_ENV] = previous
         nb.cells.remove(watch)
+        _EXECUTED[name] = nb
         from xaicourse.viz.checks import source_key
 
         ids = {source_key(cell.source): cell.id for cell in nb.cells if cell.cell_type == "code"}
@@ -93,6 +110,21 @@ def test_chapter_runs_without_an_error(name):
     """Each solutions chapter, executed once (shared with the number tests below through the cache)."""
     outputs = _execute(name)
     assert outputs, f"{name} has no code cells"
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_every_check_a_solution_calls_passes(name):
+    """Graded as `python -m xaicourse.notebooks grade` grades (the same rows), from the run above: every
+    check_* call of the solutions passes. (The learner's copies run under nbval; each check's answer to
+    an untouched stub, "not attempted", is tested in the check catalogues.)"""
+    if os.environ.get("XAICOURSE_EXECUTED"):
+        pytest.skip("check outcomes are recorded while a chapter runs; XAICOURSE_EXECUTED reads executed copies")
+    _execute(name)
+    graded = grading.rows(_EXECUTED[name], grading.read_outcomes(FIGURE_REPORTS / f"{name}.checks.jsonl"), name)
+    failing = [f"{r['exercise']}: {r['check']} {r['status']} ({r['message']})" for r in graded if r["status"] != "passed"]
+    assert not failing, "\n".join(failing)
+    if name == "06_exercises.ipynb":
+        assert len(graded) >= 6, graded
 
 
 # Figures a chapter may show although the check objects, each with the reason: (chapter, cell id, start of the problem).

@@ -24,7 +24,7 @@ from nbformat.reader import NotJSONError
 from .authoring import MARKERS
 from .checks import RESULTS_ENV
 
-__all__ = ["CHECK_CALL", "NotANotebook", "grade", "print_table", "read_notebook"]
+__all__ = ["CHECK_CALL", "NotANotebook", "grade", "print_table", "read_notebook", "read_outcomes", "rows"]
 
 CHECK_CALL = re.compile(r"(?<!def )\b(check_\w+)\s*\(")
 
@@ -66,15 +66,26 @@ def _execute(nb: nbformat.NotebookNode, folder: Path, timeout: int) -> tuple[dic
                 del os.environ[RESULTS_ENV]
             else:
                 os.environ[RESULTS_ENV] = previous
-        outcomes = {}   # check name -> its outcomes in the order they ran
-        for line in results.read_text(encoding="utf-8").splitlines():
-            outcome = json.loads(line)
-            outcomes.setdefault(outcome["check"], []).append(outcome)
+        outcomes = read_outcomes(results)
     return outcomes, stopped
 
 
-def _rows(nb: nbformat.NotebookNode, outcomes: dict[str, list[dict]], stopped: str, title: str) -> list[dict]:
-    rows, exercise = [], title
+def read_outcomes(results: Path) -> dict[str, list[dict]]:
+    """The outcomes a kernel recorded into ``results`` (one JSON line per check call): check name -> its
+    outcomes in the order they ran."""
+    outcomes = {}
+    for line in Path(results).read_text(encoding="utf-8").splitlines():
+        outcome = json.loads(line)
+        outcomes.setdefault(outcome["check"], []).append(outcome)
+    return outcomes
+
+
+def rows(nb: nbformat.NotebookNode, outcomes: dict[str, list[dict]], title: str,
+         stopped: str = "the cell calling it did not run") -> list[dict]:
+    """One row per check call in an executed notebook's sources, from the recorded ``outcomes`` (see
+    :func:`grade`; a copy of each list is consumed, ``outcomes`` is left as it was)."""
+    outcomes = {check: list(ran) for check, ran in outcomes.items()}
+    found, exercise = [], title
     for cell in nb.cells:
         if cell.cell_type == "markdown":
             headings = [line.lstrip("#").strip() for line in cell.source.splitlines()
@@ -88,9 +99,9 @@ def _rows(nb: nbformat.NotebookNode, outcomes: dict[str, list[dict]], stopped: s
             ran = outcomes.get(check)
             outcome = ran.pop(0) if ran else {
                 "status": "did not run", "message": errors[0] if errors else stopped}
-            rows.append({"exercise": exercise, "check": check, "status": outcome["status"],
+            found.append({"exercise": exercise, "check": check, "status": outcome["status"],
                          "message": outcome["message"]})
-    return rows + [{"exercise": "(called indirectly)", **o} for ran in outcomes.values() for o in ran]
+    return found + [{"exercise": "(called indirectly)", **o} for ran in outcomes.values() for o in ran]
 
 
 def grade(path: Path, timeout: int = 600, executed: Path | None = None) -> list[dict]:
@@ -104,10 +115,10 @@ def grade(path: Path, timeout: int = 600, executed: Path | None = None) -> list[
     """
     nb = read_notebook(path)
     outcomes, stopped = _execute(nb, Path(path).resolve().parent, timeout)
-    rows = _rows(nb, outcomes, stopped, Path(path).stem)
+    graded = rows(nb, outcomes, Path(path).stem, stopped)
     if executed is not None:
         nbformat.write(nb, executed)
-    return rows
+    return graded
 
 
 def print_table(rows: list[dict]) -> None:
