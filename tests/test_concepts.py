@@ -97,3 +97,35 @@ def test_bad_arguments_say_what_to_do(shapes):
         C.tcav(xc.models.shapes_cnn("clean"), "features.6", images[:8], [images[:8]], images[:4], 0)
     with pytest.raises(ValueError, match="trained on this layer"):
         C.tcav_score(xc.models.shapes_cnn("clean"), "features.6", images[:4], 0, torch.ones(7))
+
+
+def test_tcav_grid_gives_each_cell_what_tcav_gives_and_corrects_alpha(shapes):
+    images, labels = shapes
+    model = xc.models.shapes_cnn("shortcut")
+    g = torch.Generator().manual_seed(3)
+    randoms = [images[torch.randperm(len(images), generator=g)[:20]] for _ in range(4)]
+    concepts = {f"marker {k}": xc.data.with_marker(images[:20], k) for k in (0, 1)}
+    inputs = {0: images[labels == 0][:15], 2: images[labels == 2][:15]}
+    grid = C.tcav_grid(model, ["features.6", "features.9"], concepts, randoms, inputs, seed=5, progress=False)
+    assert len(grid) == 8
+    for (layer, name, target), result in grid.items():
+        alone = C.tcav(model, layer, concepts[name], randoms, inputs[target], target, seed=5, alpha=0.05 / 8)
+        torch.testing.assert_close(result.scores, alone.scores)
+        torch.testing.assert_close(result.null, alone.null)
+        assert result.p_value == pytest.approx(alone.p_value, rel=1e-6) and result.alpha == pytest.approx(0.05 / 8)
+    # the shortcut model reads its own marker: marker 0 raises class 0 at the last conv block
+    own = grid[("features.9", "marker 0", 0)]
+    assert own.mean > 0.8 and own.mean > own.null.mean() + 0.4 and own.p_value < 0.05
+    with pytest.raises(ValueError, match="at least one concept"):
+        C.tcav_grid(model, "features.9", {}, randoms, inputs)
+
+
+def test_a_concept_that_moves_no_gradient_gets_p_one_not_nan(shapes):
+    images, _ = shapes
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 2))
+    with torch.no_grad():
+        model[1].weight[0] = 0.0   # class 0's logit ignores the input: every directional derivative is 0
+    randoms = [images[i * 20:(i + 1) * 20] for i in range(3)]
+    result = C.tcav(model, "0", images[60:80], randoms, images[:30], 0)
+    assert (result.scores == 0).all() and (result.null == 0).all()
+    assert result.p_value == 1.0 and not result.significant   # identical scores: no evidence, not a NaN p-value

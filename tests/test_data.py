@@ -113,3 +113,24 @@ def test_assets_folder_follows_the_environment_variable_then_the_checkout(monkey
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     expected = tmp_path / "cache" if sys.platform.startswith("linux") else paths._user_cache().parent.parent
     assert paths.assets_dir() == expected / "xaicourse" / "assets"
+
+
+def test_with_marker_paints_the_marker_shapes_paints_and_marker_corners_reads_it_back():
+    marked = xc.data.shapes(60, seed=4, marker=1.0, **xc.models.SHAPES_CNN_DATA)   # every marker in its class's corner
+    assert torch.equal(xc.data.marker_corners(marked.marker_masks), marked.labels)
+    assert (xc.data.marker_corners(xc.data.shapes(5, seed=4, marker=None).marker_masks) == -1).all()
+    for k in range(3):
+        own = marked.images[marked.labels == k]
+        torch.testing.assert_close(xc.data.with_marker(own, k), own, rtol=0, atol=0)   # already there: unchanged
+    plain = xc.data.shapes(8, seed=5, marker=None, **xc.models.SHAPES_CNN_DATA).images
+    painted = xc.data.with_marker(plain, 3, colour=(0.5, 0.5, 0.5))
+    changed = (painted != plain).any(1)
+    assert torch.equal(xc.data.marker_corners(changed), torch.full((8,), 3))
+    assert (painted[:, :, changed[0]] == 0.5).all() and changed[0].sum() == 16   # 4 x 4 pixels, grey
+    assert torch.equal(plain, xc.data.shapes(8, seed=5, marker=None, **xc.models.SHAPES_CNN_DATA).images)  # a copy
+    with pytest.raises(ValueError, match="corner must be 0"):
+        xc.data.with_marker(plain, 4)
+    with pytest.raises(ValueError, match=r"square RGB images \(N, 3, S, S\)"):
+        xc.data.with_marker(plain[0], 1)
+    with pytest.raises(ValueError, match="marker_size must be between 1 and"):
+        xc.data.with_marker(plain, 1, marker_size=9)

@@ -125,3 +125,27 @@ def test_bad_arguments_say_what_to_do():
         I.gradient_similarity(model, nn.functional.cross_entropy, (x, y), (x, y), kind="l2")
     with pytest.raises(ValueError, match="method must be"):
         I.influence_function(model, nn.functional.cross_entropy, (x, y), (x, y), method="lissa")
+
+
+def test_cg_solves_a_confident_test_example_too():
+    """A test example far from the boundary has a tiny gradient; CG's tolerance is relative, so it is solved, not 0."""
+    x, y, _ = blobs(60, 3, flip=0.1)
+    x = x.double()
+    w = _fit(x, y, 0.01)
+    model = nn.Linear(5, 2, bias=False).double()
+    with torch.no_grad():
+        model.weight.copy_(w.T)
+    far = (torch.tensor([[40.0, 20.0, 0, 0, 0]], dtype=torch.float64), torch.tensor([1]))
+    exact = I.influence_function(model, nn.functional.cross_entropy, (x, y), far, damping=0.02)
+    assert exact.abs().max() < 1e-6  # the gradient is tiny ...
+    cg = I.influence_function(model, nn.functional.cross_entropy, (x, y), far, damping=0.02, method="cg")
+    torch.testing.assert_close(cg, exact, atol=0, rtol=1e-4)  # ... and still solved to the same relative accuracy
+
+
+def test_cg_warns_when_it_does_not_converge():
+    model = mlp(2).double()
+    x, y, _ = blobs(40, 6)
+    x = x.double()
+    with pytest.warns(UserWarning, match="did not converge in cg_steps=2"):
+        I.influence_function(model, nn.functional.cross_entropy, (x, y), (x[:3], y[:3]), damping=0.0, method="cg",
+                             cg_steps=2)

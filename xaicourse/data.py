@@ -23,7 +23,7 @@ from PIL import Image, UnidentifiedImageError
 from . import paths
 from .inputs import check_types
 
-__all__ = ["MOVIE_REVIEWS_FILE", "PHOTOS", "SENTIMENT_CLASSES", "SHAPE_CLASSES", "ShapesDataset", "TextDataset", "image",
+__all__ = ["MOVIE_REVIEWS_FILE", "PHOTOS", "SENTIMENT_CLASSES", "SHAPE_CLASSES", "ShapesDataset", "TextDataset", "image", "marker_corners", "with_marker",
            "load_image", "movie_reviews", "shapes", "to_pil"]
 
 # name -> (how to get it, what it shows)
@@ -233,6 +233,37 @@ def _shape_mask(rng, kind, xx, yy, size) -> np.ndarray:
     top, bottom = cy - r, cy + r
     width_at = (yy - top) / (2 * r) * r * 1.15
     return (yy >= top) & (yy <= bottom) & (np.abs(xx - cx) <= width_at)
+
+
+def with_marker(images: torch.Tensor, corner: int, *, marker_size: int = 4, colour=(1.0, 1.0, 1.0)) -> torch.Tensor:
+    """A copy of shapes ``images`` (N, 3, S, S) with a square marker painted in ``corner``. Chapter 11.
+
+    Corners as in :func:`shapes`: 0 top-left, 1 top-right, 2 bottom-left (the shortcut corners of
+    classes 0, 1, 2) and 3 bottom-right (a corner no class owns). The default white ``colour`` and
+    ``marker_size`` 4 are the marker of ``models.SHAPES_CNN_DATA``; pass ``marker_size=6`` for 64x64 images.
+    """
+    images = torch.as_tensor(images)
+    if images.dim() != 4 or images.shape[1] != 3 or images.shape[2] != images.shape[3]:
+        raise ValueError(f"images must be a batch of square RGB images (N, 3, S, S), got {tuple(images.shape)}")
+    if corner not in range(4):
+        raise ValueError(f"corner must be 0 (top-left), 1 (top-right), 2 (bottom-left) or 3 (bottom-right), got {corner!r}")
+    if not 1 <= marker_size <= images.shape[-1] // 4:
+        raise ValueError(f"marker_size must be between 1 and a quarter of the image side ({images.shape[-1] // 4}), "
+                         f"got {marker_size}")
+    mask = torch.from_numpy(_corner_mask(_CORNERS[corner], marker_size, images.shape[-1]))
+    out = images.clone()
+    out[:, :, mask] = torch.as_tensor(colour, dtype=out.dtype).reshape(3, 1)
+    return out
+
+
+def marker_corners(masks: torch.Tensor) -> torch.Tensor:
+    """The corner (0-3, as in :func:`with_marker`) of each marker in ``marker_masks`` (N, S, S); -1 where
+    there is none. Chapter 11."""
+    masks = torch.as_tensor(masks)
+    rows, cols = masks.any(2), masks.any(1)
+    half = masks.shape[-1] // 2
+    bottom, right = rows[:, half:].any(1), cols[:, half:].any(1)
+    return torch.where(masks.flatten(1).any(1), 2 * bottom.long() + right.long(), torch.full_like(bottom, -1, dtype=torch.long))
 
 
 def _corner_mask(corner, marker_size, size) -> np.ndarray:

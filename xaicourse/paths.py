@@ -43,6 +43,8 @@ WEIGHT_FILES = {
     "shapes_cnn_clean.pt": "xaicourse.train.train_shapes_cnn('clean')",
     "shapes_resnet.pt": "xaicourse.train.train_shapes_resnet()",
     "tiny_gpt.pt": "xaicourse.train.train_tiny_gpt()",
+    # chapter 12's retrainings (leave-one-out, random halves, planted mislabels); also `python -m xaicourse.retraining`
+    "influence_truth.pt": "xaicourse.retraining.build()",
     # chapter 07's ROAR results (section 7.8 writes them when they are missing or its settings change)
     "roar_07_mean.pt": "the ROAR cell of solutions/07_evaluating_explanations.ipynb (section 7.8)",
     "roar_07_impute.pt": "the ROAR cell of solutions/07_evaluating_explanations.ipynb (section 7.8)",
