@@ -235,6 +235,7 @@ def _shape_mask(rng, kind, xx, yy, size) -> np.ndarray:
     return (yy >= top) & (yy <= bottom) & (np.abs(xx - cx) <= width_at)
 
 
+@check_types
 def with_marker(images: torch.Tensor, corner: int, *, marker_size: int = 4, colour=(1.0, 1.0, 1.0)) -> torch.Tensor:
     """A copy of shapes ``images`` (N, 3, S, S) with a square marker painted in ``corner``. Chapter 11.
 
@@ -256,6 +257,7 @@ def with_marker(images: torch.Tensor, corner: int, *, marker_size: int = 4, colo
     return out
 
 
+@check_types
 def marker_corners(masks: torch.Tensor) -> torch.Tensor:
     """The corner (0-3, as in :func:`with_marker`) of each marker in ``marker_masks`` (N, S, S); -1 where
     there is none. Chapter 11."""
