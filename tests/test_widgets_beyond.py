@@ -62,3 +62,26 @@ def test_circuit_explorer_moves_with_its_sliders():
     assert both.image.value != before and both.ax_bar.get_title().startswith("noising")
     with pytest.raises(ValueError, match="effects must be"):
         xc.widgets.circuit_explorer(patterns, effects, [str(i) for i in range(T)])
+
+
+def test_tcav_explorer_moves_with_its_controls():
+    import torch
+    from xaicourse.concepts import TCAVResult
+
+    def result(mean, p):
+        return TCAVResult(torch.full((4,), mean), torch.tensor([0.4, 0.5, 0.6]), torch.full((4,), 0.9), p, 0.01)
+    grid = {(layer, concept, t): result(0.9 if (concept == "marker" and layer == "late") else 0.5, 1e-4 if concept == "marker" else 0.5)
+            for layer in ("early", "late") for concept in ("marker", "random") for t in range(3)}
+    explorer = xc.widgets.tcav_explorer(grid, class_names=["circle", "square", "triangle"])
+    first = explorer.image.value
+    assert explorer.layer.value == "late" and "'marker' at late" in explorer.ax.get_title()
+    assert explorer.notes[0].get_text() == "0.90 vs 0.50, p 0.0001*"
+    explorer.concept.value = "random"
+    assert explorer.image.value != first and explorer.notes[2].get_text() == "0.50 vs 0.50, p 0.5"
+    explorer.layer.value = "early"
+    assert "'random' at early" in explorer.ax.get_title()
+    assert len(explorer.dots.get_offsets()) == 12 and len(explorer.null_dots.get_offsets()) == 9   # 3 classes x 4 and x 3
+    with pytest.raises(ValueError, match="missing 1 cells"):
+        xc.widgets.tcav_explorer({k: v for k, v in list(grid.items())[:-1]})
+    with pytest.raises(ValueError, match="class_names must name the grid's 3 targets"):
+        xc.widgets.tcav_explorer(grid, class_names=["a"])
