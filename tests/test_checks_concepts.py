@@ -2,13 +2,19 @@
 import pytest
 import torch
 
-from xaicourse import sae
-from xaicourse.checks import check_decoder_norm, check_sae_loss
+from xaicourse import probes, sae
+from xaicourse.checks import check_control_labels, check_decoder_norm, check_sae_loss, check_tcav_score
 from xaicourse.checks.core import CheckFailed
 
 
 def stub(*_args):
     raise NotImplementedError
+
+
+def _own_control_labels(types, n_classes, seed):
+    _, index = torch.unique(types, dim=0, return_inverse=True)
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(n_classes, (int(index.max()) + 1,), generator=g)[index]
 
 
 def my_sae_loss(x, x_hat, f, l1):
@@ -18,7 +24,12 @@ def my_sae_loss(x, x_hat, f, l1):
 @pytest.mark.parametrize("check, reference", [
     (check_sae_loss, sae.sae_loss), (check_sae_loss, my_sae_loss),
     (check_decoder_norm, lambda W: W / W.norm(dim=0, keepdim=True)),
-    (check_decoder_norm, lambda W: torch.nn.functional.normalize(W, dim=0))], ids=["loss", "loss-own", "norm", "norm-F"])
+    (check_decoder_norm, lambda W: torch.nn.functional.normalize(W, dim=0)),
+    (check_tcav_score, lambda g, v: float(((g @ v) > 0).float().mean())),
+    (check_tcav_score, lambda g, v: ((g * v).sum(1) > 0).double().mean()),          # a tensor with one value
+    (check_control_labels, lambda types, n, seed: probes.control_labels(types, n, seed=seed)),
+    (check_control_labels, _own_control_labels)],
+    ids=["loss", "loss-own", "norm", "norm-F", "tcav", "tcav-tensor", "control", "control-own"])
 def test_reference_passes_and_stub_is_reported(check, reference, capsys):
     assert check(reference) is True
     assert "[passed]" in capsys.readouterr().out
@@ -75,3 +86,41 @@ def test_a_float64_loss_passes_and_a_numpy_number_gets_a_hint():
     assert check_sae_loss(lambda *args: sae.sae_loss(*args).double()) is True
     with pytest.raises(CheckFailed, match="as a tensor"):
         check_sae_loss(lambda *args: sae.sae_loss(*args).detach().numpy())
+
+
+@pytest.mark.parametrize("wrong, hint", [
+    (lambda g, v: float(((g @ v) >= 0).float().mean()), "counted derivatives >= 0"),
+    (lambda g, v: float((g @ v).mean()), "mean directional derivative"),
+    (lambda g, v: float(((g @ v).abs() > 0).float().mean()), "absolute values"),
+    (lambda g, v: float(((g @ v) < 0).float().mean()), "counted the negative"),
+    (lambda g, v: int(((g @ v) > 0).sum()), "a count, not a share"),
+    (lambda g, v: float((g > 0).float().mean()), "positive entries of the gradients"),
+    (lambda g, v: (g @ v) > 0, "one number"),
+    (lambda g, v: None, "returned None"),
+    (lambda g, v: 0.123, "the reference"),
+])
+def test_tcav_score_mistakes_are_named(wrong, hint):
+    with pytest.raises(CheckFailed, match=hint):
+        check_tcav_score(wrong)
+
+
+def _per_input(types, n, seed):
+    return torch.randint(n, (len(types),), generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("wrong, hint", [
+    (_per_input, "drew a label per input"),
+    (lambda types, n, seed: torch.zeros(len(types), dtype=torch.long), "every type got the same label"),
+    (lambda types, n, seed: _own_control_labels(types, n, 0), "seed 1 gave the same labels"),
+    (lambda types, n, seed: _own_control_labels(types, n, seed).float(), "integer labels"),
+    (lambda types, n, seed: _own_control_labels(types, n + 1, seed) + 1, r"in \[0, n_classes\)"),
+    (lambda types, n, seed: _own_control_labels(types, n, seed)[:10], "one label per input"),
+    (lambda types, n, seed: types[:, 0] % 3, "simple function of the first attribute"),
+    (lambda types, n, seed: types.tolist(), "as a tensor"),
+    (lambda types, n, seed: _own_control_labels(types.add_(0), n, seed) if types.mul_(1) is None else types.zero_()[:, 0],
+     "changed types in place"),
+    (lambda types, n, seed: _own_control_labels(types, n, int(torch.randint(100, ()))), "same seed gave different"),
+])
+def test_control_labels_mistakes_are_named(wrong, hint):
+    with pytest.raises(CheckFailed, match=hint):
+        check_control_labels(wrong)

@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 PLUMBING = ["baselines", "batching", "environment", "guarantees", "hooks", "inputs", "numerics", "paths", "targets", "testing"]
 MODELS_AND_DATA = ["data", "models", "train"]
 METHODS = ["attention", "cam", "concepts", "deeplift", "diagnose", "generation", "ig", "influence", "lime", "lrp", "maps", "metrics", "patching",
-           "relevance", "retraining", "sae", "saliency", "shapley", "superposition", "tda"]
+           "probes", "relevance", "retraining", "sae", "saliency", "shapley", "superposition", "tda"]
 VIEWS = ["viz"]
 APPS = ["interpret", "widgets"]
 COURSE = ["authoring", "checks", "grading", "notebooks"]

@@ -68,14 +68,25 @@ class TCAVResult:
 
 
 @check_types
-def layer_activations(model: nn.Module, layer, x: torch.Tensor, *, batch_size: int | None = None) -> torch.Tensor:
-    """``layer``'s output on ``x``, flattened per input: (N, D) float32 on the CPU. Chapter 11."""
+def layer_activations(model: nn.Module, layer, x: torch.Tensor, *, batch_size: int | None = None,
+                      pool: int | None = None) -> torch.Tensor:
+    """``layer``'s output on ``x``, flattened per input: (N, D) float32 on the CPU. Chapter 11.
+
+    ``pool``: average a convolutional output (N, C, H, W) over a ``pool`` x ``pool`` grid of regions
+    first (D = C * pool * pool), so that a probe on an early layer does not face C * H * W features;
+    other outputs are flattened as they are.
+    """
     find_layer(model, layer)
+    if pool is not None:
+        check_int("pool", pool, minimum=1)
 
     def run(items: slice) -> torch.Tensor:
         with record_layer(model, layer) as rec, torch.no_grad():
             model(x[items])
-        return rec.activations.flatten(1).float().cpu()
+        acts = rec.activations
+        if pool is not None and acts.dim() == 4:
+            acts = nn.functional.adaptive_avg_pool2d(acts, pool)
+        return acts.flatten(1).float().cpu()
 
     with eval_mode(model):
         return torch.cat([chunk for _, chunk in batched(len(x), run, model=model, batch_size=batch_size, grad=False,

@@ -66,7 +66,7 @@ from tqdm.auto import tqdm
 from . import data, influence, models, paths
 from .inputs import check_types, positive_int
 
-__all__ = ["CACHE_FILE", "Problem", "Run", "SETUP", "build", "leave_one_out", "load", "loss_fn", "margins",
+__all__ = ["CACHE_FILE", "Problem", "Run", "SETUP", "build", "check_problem", "leave_one_out", "load", "loss_fn", "margins",
            "mislabel_experiment", "new_model", "problem", "random_subsets", "retrain", "subset_outputs", "train"]
 
 #: Every setting of the retraining ground truth (the module docstring says why each was chosen).
@@ -133,6 +133,8 @@ def problem(mislabelled: bool = False) -> Problem:
 
     A flipped label moves to one of the two other classes (seeded), the same ones on every call.
     """
+    if not isinstance(mislabelled, bool):
+        raise TypeError(f"mislabelled must be True or False, got {mislabelled!r}")
     (x_train, y_train), (x_test, y_test), (x_acc, y_acc) = _features()
     y_train = y_train.clone()
     flipped = torch.zeros(len(y_train), dtype=torch.bool)
@@ -227,6 +229,8 @@ def margins(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     Positive when the example is classified correctly; it keeps growing with confidence where the
     loss saturates at 0.
     """
+    if x.dim() != 2 or y.dim() != 1 or len(x) != len(y):
+        raise ValueError(f"x must be (n, features) with one label per row in y, got x {tuple(x.shape)} and y {tuple(y.shape)}")
     with torch.no_grad():
         logits = model(x)
     correct = logits.gather(1, y[:, None])[:, 0]
@@ -234,8 +238,17 @@ def margins(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return correct - others.logsumexp(1)
 
 
+def check_problem(p) -> Problem:
+    """``p`` if it is a :class:`Problem`, else a TypeError that says where one comes from. Chapter 12."""
+    if not isinstance(p, Problem):
+        raise TypeError(f"p must be the retraining problem, a retraining.Problem (from retraining.problem()), "
+                        f"got {type(p).__name__}")
+    return p
+
+
 def retrain(p: Problem, keep=None) -> torch.Tensor:
     """The test margins (n_test,) of the head retrained on the training examples ``keep`` selects. Chapter 12."""
+    check_problem(p)
     return margins(train(*p.train, keep).model, *p.test)
 
 
@@ -244,6 +257,7 @@ def leave_one_out(p: Problem, indices=None, *, progress: bool = True) -> torch.T
 
     Positive: removing i lowers the test margin, so i was a proponent. ``indices``: default all.
     """
+    check_problem(p)
     n = len(p.x_train)
     indices = range(n) if indices is None else [int(i) for i in indices]
     if any(not 0 <= i < n for i in indices):
@@ -285,6 +299,8 @@ def mislabel_experiment(*, ks=(5, 10, 15, 30), progress: bool = True) -> dict:
     trained on everything, without the top-k flagged (k = the number flipped), without k random
     examples, and without exactly the flipped ones.
     """
+    if any(not isinstance(k, int) or not 1 <= k <= SETUP["n_train"] for k in ks):
+        raise ValueError(f"ks are the numbers of top-ranked examples to check, each in [1, {SETUP['n_train']}]; got {ks}")
     p = problem(mislabelled=True)
     run = train(*p.train)
     scores = influence.self_influence(run.model, run.checkpoints, loss_fn, p.train, learning_rates=run.learning_rates)

@@ -39,6 +39,7 @@ __all__ = ["DENSE_THRESHOLD", "MarkerSAE", "Recovery", "SAEStats", "SparseAutoen
 DENSE_THRESHOLD = 0.1  # a latent active on more than 10 % of inputs is "dense" (the right edge of SAE density plots)
 
 
+@check_types
 def sae_loss(x: torch.Tensor, x_hat: torch.Tensor, f: torch.Tensor, l1: float) -> torch.Tensor:
     """The SAE's training loss: mean over the batch of ||x - x_hat||^2 + l1 * ||f||_1. Chapter 11.
 
@@ -46,6 +47,9 @@ def sae_loss(x: torch.Tensor, x_hat: torch.Tensor, f: torch.Tensor, l1: float) -
     *summed* over the d inputs and the L1 *summed* over the latents, both per example; then both
     are averaged over the batch (Bricken et al. 2023). A scalar tensor.
     """
+    if x.shape != x_hat.shape or f.dim() != x.dim() or len(f) != len(x):
+        raise ValueError(f"x and x_hat must have the same shape (B, d) and f one row per example (B, n_latents), got "
+                         f"x {tuple(x.shape)}, x_hat {tuple(x_hat.shape)}, f {tuple(f.shape)}")
     reconstruction = ((x - x_hat) ** 2).sum(-1)
     sparsity = f.abs().sum(-1)
     return (reconstruction + l1 * sparsity).mean()
@@ -174,6 +178,7 @@ def sae_stats(sae: nn.Module, acts: torch.Tensor, *, dense_threshold: float = DE
                     dense_threshold=dense_threshold)
 
 
+@check_types
 def match_features(directions: torch.Tensor, decoder: torch.Tensor) -> torch.Tensor:
     """For each planted direction (a column of ``directions`` (d, n)), its best cosine with a column of
     ``decoder`` (d, n_latents): (n,). Chapter 11.
@@ -190,6 +195,7 @@ def match_features(directions: torch.Tensor, decoder: torch.Tensor) -> torch.Ten
     return (a.T @ b).max(1).values
 
 
+@check_types
 def latent_auroc(f: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """How well each latent's activation separates ``labels`` True from False: AUROC per latent, (n_latents,). Chapter 11.
 

@@ -63,14 +63,21 @@ import argparse
 import torch
 
 from . import influence
-from .retraining import SETUP, Problem, Run, load, loss_fn, new_model, problem, train
+from .retraining import SETUP, Problem, Run, check_problem, load, loss_fn, new_model, problem, train
 
 __all__ = ["lds", "loo_correlation", "method_scores", "results", "table"]
 
 
 # --------------------------------------------------------------------------------------------
+def _tensor(name: str, value) -> torch.Tensor:
+    try:
+        return torch.as_tensor(value)
+    except (TypeError, RuntimeError, ValueError):
+        raise TypeError(f"{name} must be a tensor or an array of numbers, got {type(value).__name__}") from None
+
+
 def _check_scores(scores, n_test: int, n_train: int, against: str):
-    scores = torch.as_tensor(scores)
+    scores = _tensor("scores", scores)
     if scores.shape != (n_test, n_train):
         raise ValueError(f"scores must be (n_test, n_train) = ({n_test}, {n_train}) to match {against}, "
                          f"got {tuple(scores.shape)}")
@@ -88,7 +95,7 @@ def lds(scores, subsets, outputs) -> float:
     """
     from scipy.stats import spearmanr
 
-    subsets, outputs = torch.as_tensor(subsets), torch.as_tensor(outputs)
+    subsets, outputs = _tensor("subsets", subsets), _tensor("outputs", outputs)
     if subsets.dim() != 2 or outputs.dim() != 2 or len(subsets) != len(outputs):
         raise ValueError(f"subsets (n_subsets, n_train) and outputs (n_subsets, n_test) must have one row per "
                          f"retraining, got {tuple(subsets.shape)} and {tuple(outputs.shape)}")
@@ -105,7 +112,7 @@ def loo_correlation(scores, effects) -> float:
     """
     from scipy.stats import spearmanr
 
-    effects = torch.as_tensor(effects)
+    effects = _tensor("effects", effects)
     scores = _check_scores(scores, *effects.shape, "the leave-one-out effects")
     per_test = [spearmanr(scores[j], effects[j]).statistic for j in range(len(effects))]
     return float(torch.tensor(per_test, dtype=torch.float64).nanmean())
@@ -120,6 +127,9 @@ def method_scores(p: Problem, run: Run, *, seed: int = 0) -> dict:
     Damping of the influence functions: the training's weight decay (the curvature the regulariser
     adds to the mean loss's Hessian), and ten times that for comparison.
     """
+    check_problem(p)
+    if not isinstance(run, Run):
+        raise TypeError(f"run must be a retraining.Run (from retraining.train(...)), got {type(run).__name__}")
     model, ckpts, lrs, wd = run.model, run.checkpoints, run.learning_rates, SETUP["weight_decay"]
     every_step = train(*p.train, checkpoint_every=1)  # 300 checkpoints: retrained (0.2 s) rather than cached
     g = torch.Generator().manual_seed(seed)
@@ -145,6 +155,9 @@ def method_scores(p: Problem, run: Run, *, seed: int = 0) -> dict:
 def results(truth: dict | None = None) -> dict:
     """{method: {"LDS": ..., "LOO Spearman": ...}} for every method of :func:`method_scores`, from the cache. Chapter 12."""
     truth = truth or load()
+    missing = {"state_dict", "checkpoints", "learning_rates", "subsets", "outputs", "loo"} - set(truth)
+    if missing:
+        raise ValueError(f"truth must be the dict retraining.load() returns; it lacks {sorted(missing)}")
     p = problem()
     model = new_model()
     model.load_state_dict(truth["state_dict"])
@@ -155,6 +168,9 @@ def results(truth: dict | None = None) -> dict:
 
 def table(rows: dict, mislabel: dict | None = None) -> str:
     """The results as a markdown table (and the mislabel lines, when given). Chapter 12."""
+    if not isinstance(rows, dict):
+        raise TypeError(f"rows must be the dict results() returns ({{method: {{'LDS': ..., 'LOO Spearman': ...}}}}), "
+                        f"got {type(rows).__name__}")
     lines = ["| method | LDS (200 halves) | Spearman with LOO |", "|---|---:|---:|"]
     lines += [f"| {name} | {r['LDS']:.3f} | {r['LOO Spearman']:.3f} |" for name, r in rows.items()]
     if mislabel:

@@ -26,7 +26,8 @@ module                 checks                                                   
 ``checks.relevance``   check_attention_relevance                                  09
 ``checks.patching``    check_patch_module, check_direct_logit_attribution,        10
                        check_find_induction_head
-``checks.concepts``    check_sae_loss, check_decoder_norm                         11
+``checks.concepts``    check_tcav_score, check_control_labels, check_sae_loss,    11
+                       check_decoder_norm
 ``checks.exercises``   check_remove_evidence, check_contrastive_grad_cam,         06
                        check_occlusion, check_grad_cam_pp, check_text_ig
 =====================  =========================================================  =======
@@ -35,7 +36,7 @@ from ..hooks import hooks_left
 from .attention import check_attention_rollout
 from .beyond import check_lrp_epsilon, check_rescale_multiplier, check_shapley_kernel_weight
 from .cam import check_grad_cam, check_map_resolution
-from .concepts import check_decoder_norm, check_sae_loss
+from .concepts import check_control_labels, check_decoder_norm, check_sae_loss, check_tcav_score
 from .core import RESULTS_ENV, CheckFailed, Mistake, compare, expect, expect_no_hooks, grader, record
 from .exercises import (check_contrastive_grad_cam, check_grad_cam_pp, check_occlusion, check_remove_evidence,
                         check_text_ig)
@@ -48,12 +49,12 @@ from .saliency import check_smoothgrad, check_vanilla_gradient
 from .softmax import check_softmax
 
 __all__ = [
-    "CheckFailed", "Mistake", "RESULTS_ENV", "check_attention_relevance", "check_attention_rollout",
+    "CheckFailed", "Mistake", "RESULTS_ENV", "check_attention_relevance", "check_attention_rollout", "check_control_labels",
     "check_contrastive_grad_cam", "check_decoder_norm", "check_direct_logit_attribution", "check_find_induction_head",
     "check_patch_module", "check_grad_cam_pp", "check_occlusion", "check_text_ig", "check_deletion_auc", "check_grad_cam",
     "check_integrated_gradients", "check_lrp_epsilon", "check_map_resolution", "check_max_sensitivity",
     "check_misclassification_stats",
     "check_remove_evidence", "check_rescale_multiplier", "check_sae_loss", "check_shapley_kernel_weight", "check_shortcut_detector", "check_smoothgrad",
-    "check_softmax", "check_vanilla_gradient", "compare", "expect", "expect_no_hooks", "grader",
+    "check_softmax", "check_tcav_score", "check_vanilla_gradient", "compare", "expect", "expect_no_hooks", "grader",
     "hooks_left", "record",
 ]

@@ -8,9 +8,93 @@ from __future__ import annotations
 import torch
 
 from .. import sae
-from .core import Mistake, compare, expect, expect_returned, expect_unchanged, grader
+from .core import CheckFailed, Mistake, compare, expect, expect_returned, expect_unchanged, grader
 
-__all__ = ["check_decoder_norm", "check_sae_loss", "sae_case"]
+__all__ = ["check_control_labels", "check_decoder_norm", "check_sae_loss", "check_tcav_score", "sae_case"]
+
+
+# --------------------------------------------------------------------------------------------
+# TCAV's score (Kim et al. 2018)
+# --------------------------------------------------------------------------------------------
+def _tcav_case(seed: int = 1114):
+    """Gradients (N, D) and a CAV (D,), with some directional derivatives exactly 0 and a mean of the
+    wrong sign, so that >= for >, the mean of the derivatives and their absolute values all show."""
+    gen = torch.Generator().manual_seed(seed)
+    vector = torch.tensor([1.0, -2.0, 0.0, 0.5])
+    grads = torch.randn(12, 4, generator=gen)
+    grads[:3] = torch.tensor([[2.0, 1.0, 5.0, 0.0]])             # derivative exactly 0 (2 - 2 + 0 + 0)
+    grads[3] = torch.tensor([-40.0, 0.0, 0.0, 0.0])              # one large negative: the mean goes below 0
+    return grads, vector
+
+
+@grader
+def check_tcav_score(tcav_score) -> str:
+    """Grade ``tcav_score(grads, cav_vector) -> float``: the share of strictly positive directional derivatives. Chapter 11.
+
+    ``grads`` (N, D): the target logit's gradient with respect to the layer, one row per input;
+    ``cav_vector`` (D,). Expected as :func:`xaicourse.concepts.tcav_score` computes it from the gradients.
+    """
+    grads, vector = _tcav_case()
+    before = (grads.clone(), vector.clone())
+    got = tcav_score(grads, vector)
+    expect_unchanged("your function changed grads or cav_vector in place: compute on new tensors", (grads, before[0]),
+                     (vector, before[1]))
+    derivatives = grads @ vector
+    compare(got, float((derivatives > 0).float().mean()), [
+        Mistake("you counted derivatives >= 0: an input whose logit does not move (derivative exactly 0) is not "
+                "one the concept raises; count the strictly positive ones, > 0", float((derivatives >= 0).float().mean())),
+        Mistake("you returned the mean directional derivative: the TCAV score counts inputs, the share whose "
+                "derivative is > 0 (a number in [0, 1]), so that one large gradient cannot decide it",
+                float(derivatives.mean())),
+        Mistake("you took absolute values: the score is about the sign (does the logit rise along the CAV?); "
+                "count (grads @ cav_vector) > 0", float((derivatives.abs() > 0).float().mean())),
+        Mistake("you counted the negative derivatives: the score is the share of inputs whose logit *rises* along "
+                "the CAV, (grads @ cav_vector) > 0", float((derivatives < 0).float().mean())),
+        Mistake("you returned a count, not a share: divide by the number of inputs N (or use .float().mean())",
+                float((derivatives > 0).sum())),
+        Mistake("you counted positive entries of the gradients, not of their dot product with the CAV: the "
+                "directional derivative of input i is grads[i] @ cav_vector", float((grads > 0).float().mean())),
+    ], otherwise=lambda g: f"your score is {float(g):.4f}, the reference {float((derivatives > 0).float().mean()):.4f}: "
+                           "((grads @ cav_vector) > 0).float().mean()")
+    return "the share of inputs whose logit rises along the CAV, with exact zeros and a large negative counted right"
+
+
+# --------------------------------------------------------------------------------------------
+# Hewitt & Liang's control task (2019)
+# --------------------------------------------------------------------------------------------
+@grader
+def check_control_labels(control_labels) -> str:
+    """Grade ``control_labels(types, n_classes, seed) -> labels (N,)``: one random label per type. Chapter 11.
+
+    ``types`` (N, k) integers, one row per input. Any random assignment passes if it is a function of
+    the type (same row, same label), takes values in [0, n_classes), uses more than one of them, and
+    is reproducible for a seed, as :func:`xaicourse.probes.control_labels`.
+    """
+    gen = torch.Generator().manual_seed(1120)
+    types = torch.randint(0, 4, (300, 2), generator=gen)            # 16 types, each about 19 times
+    before = types.clone()
+    got = control_labels(types, 3, 0)
+    expect_returned(got)
+    expect(isinstance(got, torch.Tensor), f"return the labels as a tensor (N,), not {type(got).__name__}")
+    expect_unchanged("your function changed types in place: build the labels in a new tensor", (types, before))
+    expect(got.shape == (len(types),), f"return one label per input, shape ({len(types)},); got {tuple(got.shape)}")
+    expect(not got.dtype.is_floating_point, "return integer labels (torch.long), e.g. from torch.randint")
+    expect(bool(((got >= 0) & (got < 3)).all()), "labels must lie in [0, n_classes): torch.randint(n_classes, ...)")
+    rows = types.unique(dim=0)
+    per_type = [got[(types == t).all(1)].unique() for t in rows]
+    if any(len(labels) > 1 for labels in per_type):
+        raise CheckFailed("two inputs of the same type got different labels: you drew a label per input. The control "
+                          "task draws one label per *type* (torch.unique(types, dim=0, return_inverse=True) gives each "
+                          "input its type's index) and gives every input its type's label")
+    expect(len(got.unique()) > 1, "every type got the same label: draw a random label for each type")
+    task = (types[:, 0] > 1).long()
+    expect(not torch.equal(got, task) and not torch.equal(got, types[:, 0] % 3),
+           "your labels are a simple function of the first attribute: draw them at random per type")
+    expect(bool(torch.equal(torch.as_tensor(control_labels(types, 3, 0)), got)),
+           "two calls with the same seed gave different labels: draw from torch.Generator().manual_seed(seed)")
+    expect(not torch.equal(torch.as_tensor(control_labels(types, 3, 1)), got),
+           "seed 1 gave the same labels as seed 0: use the seed argument for the generator")
+    return "one label per type, in [0, n_classes), reproducible for a seed and different for another"
 
 
 # --------------------------------------------------------------------------------------------

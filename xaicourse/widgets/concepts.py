@@ -15,7 +15,9 @@ __all__ = ["TCAVExplorer", "tcav_explorer"]
 
 
 def _grid_axes(grid: dict) -> tuple[list, list, list]:
-    if not isinstance(grid, dict) or not grid:
+    if not isinstance(grid, dict):
+        raise TypeError(f"grid must be the dict concepts.tcav_grid returns, got {type(grid).__name__}")
+    if not grid:
         raise ValueError("grid must be the non-empty dict concepts.tcav_grid returns: {(layer, concept, target): TCAVResult}")
     keys = list(grid)
     if not all(isinstance(k, tuple) and len(k) == 3 for k in keys):
