@@ -631,3 +631,81 @@ def test_10_logit_lens_dla_and_ablation(ch10):
     assert _table(abl, "L1H0 + L1H1 + L1H2")[0] < 0.5 * _table(abl, "L1H0 (induction)")[0]   # the backup heads
     assert min(_table(abl, pair)[0] for pair in ("L0H1 + L0H3", "L1H1 + L1H2", "L1H2 + L1H3")) > 0.98
     assert number(ch10["c10-40"], r"ran in (\d+) s") < 120
+
+
+# ---------------------------------------------------------------------------------------------- chapter 11
+@pytest.fixture(scope="module")
+def ch11():
+    return _execute("11_concepts.ipynb")
+
+
+def test_11_painting_the_marker_in_is_the_truth(ch11):
+    shortcut, clean = ch11["c11-03"].split("clean model (mean")
+    for k in range(3):
+        row = _table(shortcut, f"marker {k}")
+        assert row[k] > 3 and all(row[t] < 0 for t in range(3) if t != k) and row[3] >= 0.95
+        assert all(abs(v) < 0.5 for v in _table(clean, f"marker {k}")[:3])
+    assert number(ch11["c11-03"], r"largest \|Δ logit\| of any marker: ([\d.]+)") < 0.5
+
+
+def test_11_tcav_finds_the_shortcut_and_reads_no_size(ch11):
+    assert number(ch11["c11-06"], r"shortcut model, features.9: CAV held-out accuracy: marker 0 ([\d.]+)") > 0.95
+    ours, theirs = number(ch11["c11-08"], r"ours ([\d.]+)"), number(ch11["c11-08"], r"Captum ([\d.]+)")
+    assert ours == theirs
+    out = ch11["c11-12"]
+    assert number(out, r"shortcut: (\d) of 9") >= 7 and number(out, r"shortcut: \d of 9 marker cells significant; \d on the "
+                                                                   r"truth's side of 0.5, (\d) on the wrong") == 0
+    assert number(out, r"clean   : (\d) of 9") <= 3
+    nudge = re.search(r"marker 1 for triangle: TCAV ([\d.]+), truth Δ logit \+([\d.]+)", out)
+    assert nudge and float(nudge.group(1)) > 0.7 and float(nudge.group(2)) < 0.5   # the prose's 0.79 for 0.17
+
+
+def test_11_where_tcav_misleads(ch11):
+    out = ch11["c11-16"]
+    assert re.search(r"features.9: TCAV 1.00\*, 1.00\*, 1.00\*", out)
+    assert "*" not in next(line for line in out.splitlines() if "features.6: TCAV" in line)
+    grey = [line for line in out.splitlines() if "'grey marker 0'" in line]
+    assert len(grey) == 3 and all(", significant;" in line for line in grey)
+    assert all(float(re.search(r"CAV accuracy ([\d.]+)", line).group(1)) < 0.75 for line in grey)
+    assert number(out, r"grey marker in: Δ logit circle \+([\d.]+)") < 0.5
+    random = [line for line in out.splitlines() if "'random images'" in line]
+    assert sum(", significant;" in line for line in random) >= 1
+
+
+def _probe_rows(text: str) -> dict:
+    rows, model = {}, None
+    for line in text.splitlines():
+        parts = line.split()
+        if parts and parts[0] in ("shortcut", "clean", "random"):
+            model = "random init" if parts[0] == "random" else parts[0]
+            parts = parts[2:] if model == "random init" else parts[1:]
+        if parts and parts[0].startswith(("features.", "head.")) and model:
+            rows[(model, parts[0])] = [float(v) for v in parts[1:]]
+    return rows
+
+
+def test_11_probes_read_what_the_model_does_not_use(ch11):
+    rows = _probe_rows(ch11["c11-19"])
+    assert len(rows) == 12
+    for model in ("shortcut", "clean", "random init"):          # shape, sel., corner, sel., control
+        assert all(rows[(model, layer)][2] > 0.95 for layer in ("features.2", "features.6", "features.10"))
+    assert rows[("clean", "head.1")][2] < 0.6 < 0.9 < rows[("shortcut", "head.1")][2]
+    assert rows[("random init", "head.1")][2] > 0.9
+    clean = [rows[("clean", layer)][0] for layer in ("features.2", "features.6", "features.10", "head.1")]
+    assert clean == sorted(clean) and clean[-1] > 0.95
+    assert all(rows[("random init", layer)][0] < 0.5 for layer in ("features.2", "features.6", "features.10", "head.1"))
+    assert all(row[4] < 0.6 for row in rows.values())             # the control task stays near its chance
+
+
+def test_11_superposition_and_the_sparse_autoencoder(ch11):
+    sweep = ch11["c11-22"]
+    stored = [int(line.split()[1]) for line in sweep.splitlines()[1:] if line.strip()]
+    assert stored[0] == 5 and stored[-1] >= 15 and stored == sorted(stored)
+    rec = ch11["c11-25"]
+    assert number(rec, r"SAE: (\d+) of 40 features found") == 40 and number(rec, r"lowest best cosine ([\d.]+)") > 0.95
+    out = ch11["c11-27"]
+    corner3 = _table(out, "marker 3 (bottom-right)")       # the shortcut model's row comes first
+    assert corner3[0] > corner3[1] + 0.05
+    clean = out[out.index("clean    marker 0") + len("clean"):]
+    assert all(max(_table(clean, f"marker {k}")) < 0.65 for k in range(4))
+    assert number(ch11["c11-41"], r"ran in (\d+) s") < 180
