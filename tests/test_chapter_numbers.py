@@ -685,16 +685,23 @@ def _probe_rows(text: str) -> dict:
 
 
 def test_11_probes_read_what_the_model_does_not_use(ch11):
-    rows = _probe_rows(ch11["c11-19"])
+    rows = _probe_rows(ch11["c11-19"])    # shape, sel., colour, sel., marker corner, sel., control
     assert len(rows) == 12
-    for model in ("shortcut", "clean", "random init"):          # shape, sel., corner, sel., control
-        assert all(rows[(model, layer)][2] > 0.95 for layer in ("features.2", "features.6", "features.10"))
-    assert rows[("clean", "head.1")][2] < 0.6 < 0.9 < rows[("shortcut", "head.1")][2]
-    assert rows[("random init", "head.1")][2] > 0.9
-    clean = [rows[("clean", layer)][0] for layer in ("features.2", "features.6", "features.10", "head.1")]
+    layers = ("features.2", "features.6", "features.10", "head.1")
+    for model in ("shortcut", "clean", "random init"):
+        assert all(rows[(model, layer)][4] > 0.95 for layer in layers[:3])
+    assert rows[("clean", "head.1")][4] < 0.6 < 0.9 < rows[("shortcut", "head.1")][4]
+    assert rows[("random init", "head.1")][4] > 0.9
+    clean = [rows[("clean", layer)][0] for layer in layers]
     assert clean == sorted(clean) and clean[-1] > 0.95
-    assert all(rows[("random init", layer)][0] < 0.5 for layer in ("features.2", "features.6", "features.10", "head.1"))
-    assert all(row[4] < 0.6 for row in rows.values())             # the control task stays near its chance
+    assert all(rows[("random init", layer)][0] < 0.5 for layer in layers)
+    colour = [rows[("clean", layer)][2] for layer in layers]
+    assert colour == sorted(colour, reverse=True) and min(rows[("random init", layer)][2] for layer in layers[:3]) > 0.8
+    assert all(row[6] < 0.6 for row in rows.values())             # the control task stays near its chance
+    vit = ch11["c11-20b"]
+    shape = [_table(vit, f"after block {b}")[0] for b in range(4)]
+    assert shape == sorted(shape) and shape[-1] > 0.85
+    assert max(_table(vit, f"after block {b}")[3] for b in range(4)) < 0.6
 
 
 def test_11_superposition_and_the_sparse_autoencoder(ch11):

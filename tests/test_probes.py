@@ -68,6 +68,8 @@ def test_the_docstring_table_on_the_shapes_cnns():
     assert clean[("head.1", "shape")].task.test_accuracy == pytest.approx(0.978, abs=0.002)
     assert shortcut[("head.1", "marker corner")].task.test_accuracy == pytest.approx(0.996, abs=0.002)
     assert all(abs(r.control.test_accuracy - r.control.chance) < 0.12 for r in clean.values())
+    acts = xc.concepts.layer_activations(xc.models.shapes_cnn("clean"), "features.10", d.images, pool=4)
+    assert clean[("features.10", "shape")] == probes.selectivity(acts, d.labels, types)   # per cell, as selectivity
 
 
 def test_pooled_activations_average_regions():

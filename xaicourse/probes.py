@@ -163,7 +163,9 @@ def probe_layers(model: nn.Module, layers, images: torch.Tensor, properties: dic
 
     ``properties``: name -> labels (N,) of ``images``; ``types``: the control task's types (N, k).
     Convolutional outputs are averaged over a ``pool`` x ``pool`` grid of regions first
-    (:func:`xaicourse.concepts.layer_activations`); ``kwargs`` go to :func:`selectivity`.
+    (:func:`xaicourse.concepts.layer_activations`); ``kwargs`` (test_fraction, weight_decay, seed) go to
+    :func:`linear_probe`. The same numbers as :func:`selectivity` per cell; the control probe is
+    trained once per layer and number of classes.
     """
     from tqdm.auto import tqdm
 
@@ -171,8 +173,14 @@ def probe_layers(model: nn.Module, layers, images: torch.Tensor, properties: dic
         raise ValueError("properties must name at least one property: {name: labels (N,)}")
     layers = [layers] if isinstance(layers, str) else list(layers)
     out = {}
+    seed = kwargs.get("seed", 0)
     for layer in tqdm(layers, desc="probes per layer", disable=len(layers) < 2 if progress is None else not progress):
         acts = layer_activations(model, layer, images, pool=pool)
+        controls = {}   # one control probe per number of classes: the same for every property
         for name, labels in properties.items():
-            out[(layer, name)] = selectivity(acts, labels, types, **kwargs)
+            _check(acts, labels)
+            n = int(labels.max()) + 1
+            if n not in controls:
+                controls[n] = linear_probe(acts, control_labels(types, n, seed=seed), **kwargs)
+            out[(layer, name)] = Selectivity(linear_probe(acts, labels, **kwargs), controls[n])
     return out
