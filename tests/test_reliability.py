@@ -116,6 +116,12 @@ def _recording_with_foreign_layer():
         pass
 
 
+def _load_a_text_file():
+    path = Path(tempfile.gettempdir()) / "xaicourse-reliability-not-a-cache.pt"
+    path.write_text("not a torch file")
+    xc.retraining.load(path)
+
+
 # "module.function: what is wrong" -> (call, exception type, regex the message must match)
 OTHER_CASES = {
     "attention.stack_attentions: no layers": (lambda: xc.attention.stack_attentions([]), RuntimeError, "no attention weights"),
@@ -394,6 +400,40 @@ OTHER_CASES = {
     "tda.method_scores: not a Run": (lambda: xc.tda.method_scores(xc.retraining.problem(), "run"), TypeError, "retraining.Run"),
     "tda.results: not the cache": (lambda: xc.tda.results({"setup": {}}), ValueError, "retraining.load"),
     "tda.table: not a dict": (lambda: xc.tda.table([("x", 1)]), TypeError, "rows must be the dict"),
+    "retraining.train: float32 features": (lambda: xc.retraining.train(torch.zeros(4, 32), torch.zeros(4, dtype=torch.long)), TypeError, r"pass x.to\(torch.float64\)"),
+    "retraining.train: a label out of range": (lambda: xc.retraining.train(torch.zeros(4, 32, dtype=torch.float64), torch.full((4,), 5)), ValueError, r"class labels in \[0, 3\)"),
+    "retraining.train: features of another width": (lambda: xc.retraining.train(torch.zeros(4, 31, dtype=torch.float64), torch.zeros(4, dtype=torch.long)), ValueError, r"\(n, 32\)"),
+    "retraining.train: fractional indices to keep": (lambda: xc.retraining.train(torch.zeros(4, 32, dtype=torch.float64), torch.zeros(4, dtype=torch.long), [0.5]), ValueError, "integer indices"),
+    "retraining.margins: float labels": (lambda: xc.retraining.margins(xc.retraining.new_model(), torch.zeros(2, 32, dtype=torch.float64), torch.zeros(2)), TypeError, "integer class labels"),
+    "retraining.leave_one_out: no indices": (lambda: xc.retraining.leave_one_out(xc.retraining.problem(), [], progress=False), ValueError, "non-empty sequence of ints"),
+    "retraining.leave_one_out: indices a string": (lambda: xc.retraining.leave_one_out(xc.retraining.problem(), "ab", progress=False), TypeError, "indices must be ints"),
+    "retraining.random_subsets: a negative count": (lambda: xc.retraining.random_subsets(300, -1), ValueError, "n_subsets must be an int >= 1"),
+    "retraining.subset_outputs: no subsets": (lambda: xc.retraining.subset_outputs(xc.retraining.problem(), torch.zeros(0, 300, dtype=torch.bool), progress=False), ValueError, "one bool mask of length 300 per retraining"),
+    "retraining.mislabel_experiment: ks one number": (lambda: xc.retraining.mislabel_experiment(ks=5, progress=False), TypeError, "ks must be a tuple of ints"),
+    "retraining.load: not a torch file": (_load_a_text_file, ValueError, "not a retraining cache"),
+    "tda.lds: subsets not bool masks": (lambda: xc.tda.lds(torch.zeros(2, 3), torch.ones(4, 3, dtype=torch.long), torch.zeros(4, 2)), TypeError, "bool masks"),
+    "tda.lds: one retraining": (lambda: xc.tda.lds(torch.zeros(2, 3), torch.ones(1, 3, dtype=torch.bool), torch.zeros(1, 2)), ValueError, "at least 2"),
+    "tda.loo_correlation: effects a vector": (lambda: xc.tda.loo_correlation(torch.zeros(3), torch.zeros(3)), ValueError, r"effects must be \(n_test, n_train\)"),
+    "tda.results: not a dict": (lambda: xc.tda.results(5), TypeError, "truth must be the dict"),
+    "tda.table: a row without its scores": (lambda: xc.tda.table({"method": 0.4}), ValueError, "'LDS': ..., 'LOO Spearman'"),
+    "tda.table: mislabel not the experiment's dict": (lambda: xc.tda.table({}, {"k": 3}), ValueError, "it lacks"),
+    "superposition.sparse_features: sparsity a string": (lambda: xc.superposition.sparse_features(4, 3, "high"), TypeError, "sparsity must be a number"),
+    "superposition.train_toy_model: negative learning rate": (lambda: xc.superposition.train_toy_model(5, 2, 0.9, steps=1, lr=-1.0), ValueError, "lr must be a number > 0"),
+    "superposition.ToyModel.forward: features of another width": (lambda: xc.superposition.ToyModel(5, 2)(torch.zeros(2, 4)), ValueError, r"\(B, 5\)"),
+    "superposition.ToyModel.forward: a list": (lambda: xc.superposition.ToyModel(5, 2)([[0.0] * 5]), TypeError, "sparse_features"),
+    "superposition.features_represented: threshold a string": (lambda: xc.superposition.features_represented(torch.zeros(2, 5), "high"), TypeError, "threshold must be a number"),
+    "superposition.sparsity_sweep: one number": (lambda: xc.superposition.sparsity_sweep(0.9, steps=1), TypeError, "sequence of sparsities"),
+    "sae.SparseAutoencoder.encode: activations of another width": (lambda: xc.sae.SparseAutoencoder(3, 4).encode(torch.zeros(2, 5)), ValueError, r"\(N, 3\)"),
+    "sae.SparseAutoencoder.decode: latents of another width": (lambda: xc.sae.SparseAutoencoder(3, 4).decode(torch.zeros(2, 5)), ValueError, r"\(N, 4\)"),
+    "sae.train_sae: negative learning rate": (lambda: xc.sae.train_sae(torch.rand(4, 3), 4, steps=1, lr=-1.0), ValueError, "lr must be a number > 0"),
+    "sae.sae_stats: no activations": (lambda: xc.sae.sae_stats(xc.sae.SparseAutoencoder(3, 4), torch.zeros(0, 3)), ValueError, "N >= 1"),
+    "sae.sae_stats: NaN activations": (lambda: xc.sae.sae_stats(xc.sae.SparseAutoencoder(3, 4), torch.full((2, 3), float("nan"))), ValueError, "NaN"),
+    "sae.sae_stats: not an autoencoder": (lambda: xc.sae.sae_stats(nn.Linear(3, 3), torch.zeros(2, 3)), TypeError, r"\(x_hat, f\)"),
+    "sae.sae_loss: negative l1": (lambda: xc.sae.sae_loss(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(2, 5), -1.0), ValueError, "l1 must be a number >= 0"),
+    "sae.latent_auroc: labels of three classes": (lambda: xc.sae.latent_auroc(torch.rand(4, 2), torch.tensor([0, 1, 2, 2])), ValueError, r"bool \(or 0/1\)"),
+    "sae.latent_auroc: labels of another shape": (lambda: xc.sae.latent_auroc(torch.rand(4, 2), torch.ones(2, 2, dtype=torch.bool)), ValueError, r"labels \(N,\)"),
+    "sae.recover_toy_features: threshold above 1": (lambda: xc.sae.recover_toy_features(threshold=2.0), ValueError, "a cosine"),
+    "sae.shapes_marker_sae: too few test images": (lambda: xc.sae.shapes_marker_sae(n_test=2), ValueError, "use more images"),
     "influence.per_example_gradients: x and y of different lengths": (lambda: xc.influence.per_example_gradients(NET, torch.nn.functional.cross_entropy, torch.zeros(2, 3, 8, 8), torch.zeros(3, dtype=torch.long)), ValueError, "same examples"),
     "influence.gradient_similarity: unknown kind": (lambda: xc.influence.gradient_similarity(NET, torch.nn.functional.cross_entropy, (torch.zeros(1, 3, 8, 8), torch.zeros(1, dtype=torch.long)), (torch.zeros(1, 3, 8, 8), torch.zeros(1, dtype=torch.long)), kind="l2"), ValueError, "kind must be"),
     "influence.tracin: no checkpoints": (lambda: xc.influence.tracin(NET, [], torch.nn.functional.cross_entropy, (torch.zeros(1, 3, 8, 8), torch.zeros(1, dtype=torch.long)), (torch.zeros(1, 3, 8, 8), torch.zeros(1, dtype=torch.long))), ValueError, "checkpoints is empty"),

@@ -64,7 +64,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import data, influence, models, paths
-from .inputs import check_types, positive_int
+from .inputs import check_int, check_number, check_types, positive_int
 
 __all__ = ["CACHE_FILE", "Problem", "Run", "SETUP", "build", "check_problem", "leave_one_out", "load", "loss_fn", "margins",
            "mislabel_experiment", "new_model", "problem", "random_subsets", "retrain", "subset_outputs", "train"]
@@ -177,8 +177,9 @@ def _keep_mask(keep, n: int) -> torch.Tensor:
         return torch.ones(n, dtype=torch.bool)
     keep = torch.as_tensor(keep)
     if keep.dtype != torch.bool:  # indices of the examples to keep
-        if keep.dim() != 1 or (len(keep) and (keep.min() < 0 or keep.max() >= n)):
-            raise ValueError(f"keep must be a bool mask of length {n} or indices in [0, {n}), got {keep.tolist()[:8]}...")
+        if keep.dim() != 1 or keep.dtype.is_floating_point or keep.is_complex() or (len(keep) and (keep.min() < 0 or keep.max() >= n)):
+            raise ValueError(f"keep must be a bool mask of length {n} or integer indices in [0, {n}), got "
+                             f"{keep.tolist()[:8]}... ({keep.dtype})")
         mask = torch.zeros(n, dtype=torch.bool)
         mask[keep] = True
         return mask
@@ -190,6 +191,22 @@ def _keep_mask(keep, n: int) -> torch.Tensor:
     return keep
 
 
+def _check_data(x: torch.Tensor, y: torch.Tensor, model: nn.Module) -> None:
+    """x (n, the model's input width) in its dtype, y (n,) labels of its classes: else an error saying what to pass."""
+    linear = [m for m in model.modules() if isinstance(m, nn.Linear)] or [None]
+    width = linear[0].in_features if linear[0] else "features"
+    if x.dim() != 2 or y.dim() != 1 or len(x) != len(y) or (linear[0] and x.shape[1] != width):
+        raise ValueError(f"x must be (n, {width}) with one label per row in y (n,), got x {tuple(x.shape)} and y {tuple(y.shape)}")
+    if (weight := next(model.parameters(), None)) is not None and x.dtype != weight.dtype:
+        raise TypeError(f"x is {x.dtype} but the model's weights are {weight.dtype}: pass x.to({weight.dtype}) "
+                        "(retraining.problem()'s features are float64)")
+    if y.dtype.is_floating_point or y.is_complex() or y.dtype == torch.bool:
+        raise TypeError(f"y must hold integer class labels, got {y.dtype}: pass y.long()")
+    n_classes = linear[-1].out_features if linear[-1] else None
+    if n_classes and len(y) and (int(y.min()) < 0 or int(y.max()) >= n_classes):
+        raise ValueError(f"y must hold class labels in [0, {n_classes}), got values from {int(y.min())} to {int(y.max())}")
+
+
 @check_types
 def train(x: torch.Tensor, y: torch.Tensor, keep=None, *, checkpoint_every: int | None = None) -> Run:
     """Train :func:`new_model` on the examples ``keep`` selects (a bool mask or indices; None: all). Chapter 12.
@@ -199,11 +216,10 @@ def train(x: torch.Tensor, y: torch.Tensor, keep=None, *, checkpoint_every: int 
     ``checkpoint_every``: steps between saved checkpoints (default ``SETUP["checkpoint_every"]``;
     1 saves every step, for the exact first-order TracIn).
     """
-    if x.dim() != 2 or len(x) != len(y):
-        raise ValueError(f"x must be (n, features) with one label per row, got x {tuple(x.shape)} and y {tuple(y.shape)}")
+    model = new_model()
+    _check_data(x, y, model)
     mask = _keep_mask(keep, len(x))
     xs, ys = x[mask], y[mask]
-    model = new_model()
     optimizer = torch.optim.SGD(model.parameters(), lr=SETUP["lr"], weight_decay=SETUP["weight_decay"])
     every = SETUP["checkpoint_every"] if checkpoint_every is None else positive_int("checkpoint_every", checkpoint_every)
     checkpoints = []
@@ -229,8 +245,7 @@ def margins(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     Positive when the example is classified correctly; it keeps growing with confidence where the
     loss saturates at 0.
     """
-    if x.dim() != 2 or y.dim() != 1 or len(x) != len(y):
-        raise ValueError(f"x must be (n, features) with one label per row in y, got x {tuple(x.shape)} and y {tuple(y.shape)}")
+    _check_data(x, y, model)
     with torch.no_grad():
         logits = model(x)
     correct = logits.gather(1, y[:, None])[:, 0]
@@ -259,9 +274,15 @@ def leave_one_out(p: Problem, indices=None, *, progress: bool = True) -> torch.T
     """
     check_problem(p)
     n = len(p.x_train)
-    indices = range(n) if indices is None else [int(i) for i in indices]
-    if any(not 0 <= i < n for i in indices):
-        raise ValueError(f"indices must lie in [0, {n}), the training examples; got {list(indices)[:8]}")
+    try:
+        idx = torch.as_tensor(range(n) if indices is None else indices)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"indices must be ints in [0, {n}), the training examples, got {type(indices).__name__}") from None
+    if (idx.dtype.is_floating_point or idx.is_complex() or idx.dtype == torch.bool or idx.dim() != 1 or not len(idx)
+            or idx.min() < 0 or idx.max() >= n):
+        raise ValueError(f"indices must lie in [0, {n}), the training examples (a non-empty sequence of ints); got "
+                         f"{idx.tolist()[:8]} ({idx.dtype})")
+    indices = idx.tolist()
     full = retrain(p)
     effects = []
     for i in tqdm(indices, desc="leave-one-out retraining", disable=not progress):
@@ -273,7 +294,8 @@ def leave_one_out(p: Problem, indices=None, *, progress: bool = True) -> torch.T
 
 def random_subsets(n_train: int, n_subsets: int, fraction: float = 0.5, seed: int = 0) -> torch.Tensor:
     """(n_subsets, n_train) bool: each row keeps ``round(fraction * n_train)`` examples drawn at random. Chapter 12."""
-    if not 0 < fraction < 1:
+    n_train, n_subsets, seed = check_int("n_train", n_train, 2), check_int("n_subsets", n_subsets), check_int("seed", seed, 0)
+    if not 0 < check_number("fraction", fraction) < 1:
         raise ValueError(f"fraction is the share of training examples each subset keeps, in (0, 1); got {fraction}")
     size = round(fraction * n_train)
     if not 0 < size < n_train:
@@ -285,8 +307,13 @@ def random_subsets(n_train: int, n_subsets: int, fraction: float = 0.5, seed: in
     return subsets
 
 
+@check_types
 def subset_outputs(p: Problem, subsets: torch.Tensor, *, progress: bool = True) -> torch.Tensor:
     """(n_subsets, n_test): the test margins after retraining on each subset (a row of ``subsets``). Chapter 12."""
+    check_problem(p)
+    if subsets.dim() != 2 or not len(subsets):
+        raise ValueError(f"subsets must be (n_subsets, {len(p.x_train)}), one bool mask of length {len(p.x_train)} per "
+                         f"retraining (random_subsets makes them), got {tuple(subsets.shape)}")
     return torch.stack([retrain(p, keep) for keep in tqdm(subsets, desc="subset retraining", disable=not progress)])
 
 
@@ -299,6 +326,8 @@ def mislabel_experiment(*, ks=(5, 10, 15, 30), progress: bool = True) -> dict:
     trained on everything, without the top-k flagged (k = the number flipped), without k random
     examples, and without exactly the flipped ones.
     """
+    if not isinstance(ks, (tuple, list)):
+        raise TypeError(f"ks must be a tuple of ints, the numbers of top-ranked examples to check, e.g. (5, 10); got {ks!r}")
     if any(not isinstance(k, int) or not 1 <= k <= SETUP["n_train"] for k in ks):
         raise ValueError(f"ks are the numbers of top-ranked examples to check, each in [1, {SETUP['n_train']}]; got {ks}")
     p = problem(mislabelled=True)
@@ -370,8 +399,10 @@ def load(path=None) -> dict:
         truth = torch.load(file, weights_only=True)
     except FileNotFoundError:
         raise FileNotFoundError(f"{file} is missing: recreate it with `{REGENERATE}` (about two minutes)") from None
-    if truth.get("setup") != SETUP:
-        raise ValueError(f"{file} was made with other settings than retraining.SETUP: recreate it with `{REGENERATE}`")
+    except Exception as err:  # a file torch cannot read back: not a cache build() wrote
+        raise ValueError(f"{file} is not a retraining cache ({type(err).__name__}: {err}): recreate it with `{REGENERATE}`") from None
+    if not isinstance(truth, dict) or truth.get("setup") != SETUP:
+        raise ValueError(f"{file} is not a cache of retraining.SETUP (other settings or another file): recreate it with `{REGENERATE}`")
     if truth.get("fingerprint") != _fingerprint(problem()):
         raise ValueError(f"{file} was made from other features (the shapes data or the clean shapes CNN changed): "
                          f"recreate it with `{REGENERATE}`")

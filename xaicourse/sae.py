@@ -50,6 +50,7 @@ def sae_loss(x: torch.Tensor, x_hat: torch.Tensor, f: torch.Tensor, l1: float) -
     if x.shape != x_hat.shape or f.dim() != x.dim() or len(f) != len(x):
         raise ValueError(f"x and x_hat must have the same shape (B, d) and f one row per example (B, n_latents), got "
                          f"x {tuple(x.shape)}, x_hat {tuple(x_hat.shape)}, f {tuple(f.shape)}")
+    l1 = check_number("l1", l1, minimum=0.0)
     reconstruction = ((x - x_hat) ** 2).sum(-1)
     sparsity = f.abs().sum(-1)
     return (reconstruction + l1 * sparsity).mean()
@@ -65,7 +66,7 @@ class SparseAutoencoder(nn.Module):
 
     def __init__(self, d: int, n_latents: int, *, seed: int = 0):
         super().__init__()
-        gen = torch.Generator().manual_seed(seed)
+        gen = torch.Generator().manual_seed(check_int("seed", seed, 0))
         W_dec = torch.randn(check_int("d", d), check_int("n_latents", n_latents), generator=gen)
         W_dec /= W_dec.norm(dim=0, keepdim=True)
         self.W_dec = nn.Parameter(W_dec)
@@ -74,12 +75,18 @@ class SparseAutoencoder(nn.Module):
         self.b_dec = nn.Parameter(torch.zeros(d))
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"x must be a tensor of activations (N, {self.W_dec.shape[0]}), got {type(x).__name__}")
         if x.dim() != 2 or x.shape[1] != self.W_dec.shape[0]:
             raise ValueError(f"expected activations (N, {self.W_dec.shape[0]}), got {tuple(x.shape)}: flatten "
                              "each input's activation to one row (e.g. concepts.layer_activations)")
         return torch.relu((x - self.b_dec) @ self.W_enc.T + self.b_enc)
 
     def decode(self, f: torch.Tensor) -> torch.Tensor:
+        if not isinstance(f, torch.Tensor):
+            raise TypeError(f"f must be a tensor of latent activations (N, {self.W_dec.shape[1]}), got {type(f).__name__}")
+        if f.dim() != 2 or f.shape[1] != self.W_dec.shape[1]:
+            raise ValueError(f"expected latent activations (N, {self.W_dec.shape[1]}) (what encode returns), got {tuple(f.shape)}")
         return f @ self.W_dec.T + self.b_dec
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -115,8 +122,8 @@ def train_sae(acts: torch.Tensor, n_latents: int, l1: float = 1e-3, steps: int =
                          "activation to one row")
     if not bool(torch.isfinite(acts).all()):
         raise ValueError("acts hold NaN or inf values: check the layer they were recorded from")
-    l1 = check_number("l1", l1, minimum=0.0)
-    steps, batch_size = check_int("steps", steps), check_int("batch_size", batch_size)
+    l1, lr = check_number("l1", l1, minimum=0.0), check_number("lr", lr, above=0.0)
+    steps, batch_size, seed = check_int("steps", steps), check_int("batch_size", batch_size), check_int("seed", seed, 0)
     acts = acts.detach().float().cpu()
     sae = SparseAutoencoder(acts.shape[1], n_latents, seed=seed)
     with torch.no_grad():
@@ -165,9 +172,16 @@ def sae_stats(sae: nn.Module, acts: torch.Tensor, *, dense_threshold: float = DE
     convention of SAE feature-density plots) are rarely interpretable and often mean l1 is too weak.
     """
     dense_threshold = check_number("dense_threshold", dense_threshold, minimum=0.0, maximum=1.0)
+    if acts.dim() != 2 or len(acts) == 0:
+        raise ValueError(f"acts must be held-out activations (N, d) with N >= 1, got {tuple(acts.shape)}")
+    if not bool(torch.isfinite(acts).all()):
+        raise ValueError("acts hold NaN or inf values: check the layer they were recorded from")
     with torch.no_grad():
         x = acts.detach().float()
-        x_hat, f = sae(x)
+        out = sae(x)
+    if not (isinstance(out, tuple) and len(out) == 2 and all(isinstance(t, torch.Tensor) for t in out)):
+        raise TypeError(f"sae must return (x_hat, f) as SparseAutoencoder does, got {type(out).__name__}: pass a SparseAutoencoder")
+    x_hat, f = out
     active = f > 0
     frequency = active.float().mean(0)
     error = ((x - x_hat) ** 2).sum(-1)
@@ -202,9 +216,12 @@ def latent_auroc(f: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     ``f`` (N, n_latents) activations, ``labels`` (N,) bool. 1: the latent is higher on every True
     input than on every False one; 0.5: no better than chance. Ties count one half (Mann-Whitney U).
     """
-    labels = labels.bool().flatten()
-    if f.dim() != 2 or len(f) != len(labels):
-        raise ValueError(f"f must be (N, n_latents) with one label per row, got {tuple(f.shape)} and {len(labels)} labels")
+    if labels.dim() != 1 or f.dim() != 2 or len(f) != len(labels):
+        raise ValueError(f"f must be (N, n_latents) with one label per row in labels (N,), got {tuple(f.shape)} and "
+                         f"labels {tuple(labels.shape)}")
+    if labels.dtype != torch.bool and not bool(((labels == 0) | (labels == 1)).all()):
+        raise ValueError(f"labels must be bool (or 0/1), got values {labels.unique().tolist()[:6]}: pass labels == k")
+    labels = labels.bool()
     n_pos, n_neg = int(labels.sum()), int((~labels).sum())
     if n_pos == 0 or n_neg == 0:
         raise ValueError(f"labels must hold both True and False, got {n_pos} True and {n_neg} False")
@@ -247,6 +264,8 @@ def recover_toy_features(n_features: int = 40, n_hidden: int = 10, sparsity: flo
     The defaults (40 features in 10 dimensions, S = 0.97, 80 latents, l1 = 0.2) take about 10 s on
     one CPU thread.
     """
+    threshold = check_number("threshold", threshold, minimum=0.0, maximum=1.0, hint=" (a cosine)")
+    n_train, n_test = check_int("n_train", n_train, 2), check_int("n_test", n_test)
     toy = train_toy_model(n_features, n_hidden, sparsity, importance=1.0, steps=toy_steps, seed=seed).model
     with torch.no_grad():
         train = toy.hidden(sparse_features(n_train, n_features, sparsity, seed=seed + 10))
@@ -301,9 +320,14 @@ def shapes_marker_sae(variant: str = "shortcut", *, layer: str = "head.1", n_lat
     tied to the label. ``layer``: default the pooled features (32 numbers per image); a spatial
     layer is flattened whole. About 10 s on one CPU thread.
     """
+    test_images, corner, labels = _marked_shapes(n_test, seed + 200)  # each set seeded apart: the order does not matter
+    empty = [f"corner {c}" for c in range(4) if not 0 < int((corner == c).sum()) < n_test]
+    empty += [f"class {k}" for k in range(3) if not 0 < int((labels == k).sum()) < n_test]
+    if empty:
+        raise ValueError(f"n_test={n_test} held-out images leave {', '.join(empty)} with no example to score "
+                         "(or nothing else): use more images (the default is 1024)")
     model = models.shapes_cnn(variant)
     train_images, _, _ = _marked_shapes(n_train, seed + 100)
-    test_images, corner, labels = _marked_shapes(n_test, seed + 200)
     train = layer_activations(model, layer, train_images)
     test = layer_activations(model, layer, test_images)
     scale = float(train.norm(dim=1).mean().clamp(min=1e-12))

@@ -45,7 +45,11 @@ class Trained(NamedTuple):
 # The toy model of superposition
 # --------------------------------------------------------------------------------------------
 def _check_sparsity(sparsity) -> torch.Tensor:
-    s = torch.as_tensor(sparsity, dtype=torch.float32).flatten()
+    try:
+        s = torch.as_tensor(sparsity, dtype=torch.float32).flatten()
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"sparsity must be a number in [0, 1) or a sequence of them (one per model instance), "
+                        f"got {sparsity!r}") from None
     if len(s) == 0 or not bool(((s >= 0) & (s < 1)).all()):
         raise ValueError(f"sparsity is the probability that a feature is zero, in [0, 1), got {sparsity}: "
                          "S = 0 gives dense features, S = 0.99 features that are on 1 % of the time")
@@ -79,13 +83,16 @@ class ToyModel(nn.Module):
 
     def __init__(self, n_features: int, n_hidden: int, n_instances: int = 1, *, seed: int = 0):
         super().__init__()
-        gen = torch.Generator().manual_seed(seed)
+        gen = torch.Generator().manual_seed(check_int("seed", seed, 0))
         shape = (check_int("n_instances", n_instances), check_int("n_hidden", n_hidden), check_int("n_features", n_features))
         self.W = nn.Parameter(nn.init.xavier_normal_(torch.empty(shape), generator=gen))
         self.b = nn.Parameter(torch.zeros(n_instances, n_features))
 
     def _batch(self, x: torch.Tensor) -> torch.Tensor:
         n_instances, _, n_features = self.W.shape
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"x must be a tensor of features (B, {n_features}), got {type(x).__name__}: "
+                            f"make them with sparse_features(n, {n_features}, S)")
         if x.dim() == 2 and x.shape[1] == n_features:
             return x[:, None].expand(-1, n_instances, -1)
         if x.dim() == 3 and x.shape[1:] == (n_instances, n_features):
@@ -99,8 +106,9 @@ class ToyModel(nn.Module):
         return h[:, 0] if x.dim() == 2 and len(self.W) == 1 else h
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch = self._batch(x)
         squeeze = x.dim() == 2 and len(self.W) == 1
-        out = torch.relu(torch.einsum("bih,ihf->bif", self.hidden(self._batch(x)), self.W) + self.b)
+        out = torch.relu(torch.einsum("bih,ihf->bif", self.hidden(batch), self.W) + self.b)
         return out[:, 0] if squeeze else out
 
 
@@ -121,7 +129,8 @@ def train_toy_model(n_features: int = 5, n_hidden: int = 2, sparsity=0.9, *, imp
     :class:`Trained` (the model in eval mode, its final loss: the mean over instances).
     """
     s = _check_sparsity(sparsity)
-    steps, batch_size = check_int("steps", steps), check_int("batch_size", batch_size)
+    steps, batch_size, seed = check_int("steps", steps), check_int("batch_size", batch_size), check_int("seed", seed, 0)
+    lr = check_number("lr", lr, above=0.0)
     torch.manual_seed(seed)  # nothing below draws from the global generator; set for code that does
     model = ToyModel(n_features, n_hidden, len(s), seed=seed)
     weights = _importances(n_features, importance)
@@ -172,7 +181,7 @@ def superposition(W) -> torch.Tensor:
 
 def features_represented(W, threshold: float = 0.5) -> torch.Tensor:
     """How many features have ||W_i|| > ``threshold``: an int tensor, () or (n_instances,). Chapter 11."""
-    return (feature_norms(W) > threshold).sum(-1)
+    return (feature_norms(W) > check_number("threshold", threshold, minimum=0.0)).sum(-1)
 
 
 def dimensions_per_feature(W) -> torch.Tensor:
@@ -189,6 +198,9 @@ def sparsity_sweep(sparsities=(0.0, 0.5, 0.8, 0.9, 0.95, 0.99), *, n_features: i
     ||W_i|| > ``threshold``), ``"dimensions_per_feature"``, ``"norms"`` and ``"superposition"``
     (k, n_features), plus ``"W"`` (k, n_hidden, n_features) and ``"loss"`` (the mean over instances).
     """
+    if isinstance(sparsities, (str, bytes)) or not hasattr(sparsities, "__len__"):
+        raise TypeError(f"sparsities must be a sequence of sparsities, one model each, e.g. (0.5, 0.9); got {sparsities!r}")
+    threshold = check_number("threshold", threshold, minimum=0.0)
     trained = train_toy_model(n_features, n_hidden, list(sparsities), importance=importance, steps=steps, seed=seed)
     W = _weights(trained.model)
     return {"sparsity": torch.tensor(list(sparsities)), "represented": features_represented(W, threshold),

@@ -93,13 +93,17 @@ def lds(scores, subsets, outputs) -> float:
     test example, the Spearman correlation across subsets between the summed scores of the kept
     examples and the retrained output; the mean over test examples (in [-1, 1]; 0 for random scores).
     """
-    from scipy.stats import spearmanr
-
     subsets, outputs = _tensor("subsets", subsets), _tensor("outputs", outputs)
-    if subsets.dim() != 2 or outputs.dim() != 2 or len(subsets) != len(outputs):
+    if subsets.dim() != 2 or outputs.dim() != 2 or len(subsets) != len(outputs) or len(subsets) < 2:
         raise ValueError(f"subsets (n_subsets, n_train) and outputs (n_subsets, n_test) must have one row per "
-                         f"retraining, got {tuple(subsets.shape)} and {tuple(outputs.shape)}")
+                         f"retraining, at least 2 (a rank correlation across them), got {tuple(subsets.shape)} and "
+                         f"{tuple(outputs.shape)}")
+    if subsets.dtype != torch.bool:
+        raise TypeError(f"subsets must be bool masks (True: the retraining kept that training example), got {subsets.dtype}: "
+                        "make them with retraining.random_subsets")
     scores = _check_scores(scores, outputs.shape[1], subsets.shape[1], "subsets and outputs").double()
+    from scipy.stats import spearmanr  # after the checks: bad input fails before the import
+
     predicted = subsets.double() @ scores.T  # (n_subsets, n_test): the sum of each subset's scores
     per_test = [spearmanr(predicted[:, j], outputs[:, j]).statistic for j in range(outputs.shape[1])]
     return float(torch.tensor(per_test, dtype=torch.float64).nanmean())
@@ -110,10 +114,13 @@ def loo_correlation(scores, effects) -> float:
 
     ``scores`` and ``effects`` are both (n_test, n_train) (``effects`` from :func:`leave_one_out`).
     """
+    effects = _tensor("effects", effects)
+    if effects.dim() != 2 or effects.shape[1] < 2:
+        raise ValueError(f"effects must be (n_test, n_train) with n_train >= 2 (a rank correlation over the training "
+                         f"examples), from retraining.leave_one_out; got {tuple(effects.shape)}")
+    scores = _check_scores(scores, *effects.shape, "the leave-one-out effects")
     from scipy.stats import spearmanr
 
-    effects = _tensor("effects", effects)
-    scores = _check_scores(scores, *effects.shape, "the leave-one-out effects")
     per_test = [spearmanr(scores[j], effects[j]).statistic for j in range(len(effects))]
     return float(torch.tensor(per_test, dtype=torch.float64).nanmean())
 
@@ -154,7 +161,9 @@ def method_scores(p: Problem, run: Run, *, seed: int = 0) -> dict:
 
 def results(truth: dict | None = None) -> dict:
     """{method: {"LDS": ..., "LOO Spearman": ...}} for every method of :func:`method_scores`, from the cache. Chapter 12."""
-    truth = truth or load()
+    truth = load() if truth is None else truth
+    if not isinstance(truth, dict):
+        raise TypeError(f"truth must be the dict retraining.load() returns (or None to load it), got {type(truth).__name__}")
     missing = {"state_dict", "checkpoints", "learning_rates", "subsets", "outputs", "loo"} - set(truth)
     if missing:
         raise ValueError(f"truth must be the dict retraining.load() returns; it lacks {sorted(missing)}")
@@ -171,6 +180,15 @@ def table(rows: dict, mislabel: dict | None = None) -> str:
     if not isinstance(rows, dict):
         raise TypeError(f"rows must be the dict results() returns ({{method: {{'LDS': ..., 'LOO Spearman': ...}}}}), "
                         f"got {type(rows).__name__}")
+    bad = [name for name, r in rows.items() if not isinstance(r, dict) or {"LDS", "LOO Spearman"} - set(r)]
+    if bad:
+        raise ValueError(f"rows must map each method to {{'LDS': ..., 'LOO Spearman': ...}} as results() returns; "
+                         f"{bad[:3]} do not")
+    if mislabel is not None and not isinstance(mislabel, dict):
+        raise TypeError(f"mislabel must be the dict retraining.mislabel_experiment() returns, got {type(mislabel).__name__}")
+    if mislabel and (missing := {"precision_at", "accuracy", "k", "flipped", "random_precision"} - set(mislabel)):
+        raise ValueError("mislabel must be the dict retraining.mislabel_experiment() returns (truth['mislabel'] of the cache); "
+                         f"it lacks {sorted(missing)}")
     lines = ["| method | LDS (200 halves) | Spearman with LOO |", "|---|---:|---:|"]
     lines += [f"| {name} | {r['LDS']:.3f} | {r['LOO Spearman']:.3f} |" for name, r in rows.items()]
     if mislabel:
