@@ -94,6 +94,7 @@ def test_a_float64_loss_passes_and_a_numpy_number_gets_a_hint():
     (lambda g, v: float(((g @ v).abs() > 0).float().mean()), "absolute values"),
     (lambda g, v: float(((g @ v) < 0).float().mean()), "counted the negative"),
     (lambda g, v: int(((g @ v) > 0).sum()), "a count, not a share"),
+    (lambda g, v: float(torch.sign(g @ v).mean()), "averaged the signs"),
     (lambda g, v: float((g > 0).float().mean()), "positive entries of the gradients"),
     (lambda g, v: (g @ v) > 0, "one number"),
     (lambda g, v: None, "returned None"),

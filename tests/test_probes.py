@@ -37,6 +37,26 @@ def test_control_labels_are_fixed_per_type_and_unlearnable_linearly():
     assert probes.control_labels(torch.tensor([4, 4, 9]), 2)[0] == probes.control_labels(torch.tensor([4, 4, 9]), 2)[1]
 
 
+def test_the_control_task_is_learnt_only_for_types_seen_in_training():
+    """Hewitt & Liang's guarantee: control labels carry nothing but the type's identity. A probe that
+    recognises types learns them for types it was trained on and is at chance on unseen types; a real
+    property is read on both, and selectivity is high only where the types cannot explain the task."""
+    g = torch.Generator().manual_seed(3)
+    embedding = torch.randn(1000, 64, generator=g)                      # one vector per type, as word vectors
+    prop = (embedding[:, 0] > 0).long()                                  # a property the features carry
+    seen = torch.randint(0, 40, (600,), generator=g)                    # 40 types, about 10 times each in training
+    x_seen = embedding[seen] + 0.1 * torch.randn(600, 64, generator=g)
+    assert probes.linear_probe(x_seen, probes.control_labels(seen, 3)).test_accuracy > 0.9
+    unseen = torch.randperm(1000, generator=g)[:600]                    # 600 types, each once: test types never seen
+    x_unseen = embedding[unseen] + 0.1 * torch.randn(600, 64, generator=g)
+    control = probes.linear_probe(x_unseen, probes.control_labels(unseen, 3))
+    assert control.test_accuracy < control.chance + 0.05
+    read = probes.selectivity(x_unseen, prop[unseen], unseen)
+    assert read.task.test_accuracy > 0.9 and read.selectivity > 0.3              # read, not memorised
+    memorised = probes.selectivity(x_seen, prop[seen], seen)
+    assert memorised.task.test_accuracy > 0.95 and abs(memorised.selectivity) < 0.05   # the types explain it all
+
+
 def test_selectivity_is_task_minus_control_on_one_split():
     g = torch.Generator().manual_seed(2)
     x = torch.randn(500, 10, generator=g)

@@ -50,6 +50,9 @@ def check_tcav_score(tcav_score) -> str:
                 "count (grads @ cav_vector) > 0", float((derivatives.abs() > 0).float().mean())),
         Mistake("you counted the negative derivatives: the score is the share of inputs whose logit *rises* along "
                 "the CAV, (grads @ cav_vector) > 0", float((derivatives < 0).float().mean())),
+        Mistake("you averaged the signs: torch.sign gives +1, 0 or -1, so its mean is (positives - negatives) / N, "
+                "in [-1, 1]; the score counts the positive ones, ((grads @ cav_vector) > 0).float().mean()",
+                float(torch.sign(derivatives).mean())),
         Mistake("you returned a count, not a share: divide by the number of inputs N (or use .float().mean())",
                 float((derivatives > 0).sum())),
         Mistake("you counted positive entries of the gradients, not of their dot product with the CAV: the "
