@@ -716,3 +716,65 @@ def test_11_superposition_and_the_sparse_autoencoder(ch11):
     clean = out[out.index("clean    marker 0") + len("clean"):]
     assert all(max(_table(clean, f"marker {k}")) < 0.65 for k in range(4))
     assert number(ch11["c11-41"], r"ran in (\d+) s") < 180
+
+
+# ---------------------------------------------------------------------------------------------- chapter 12
+@pytest.fixture(scope="module")
+def ch12():
+    return _execute("12_training_data.ipynb")
+
+
+def test_12_retraining_is_exact_and_the_truth_has_structure(ch12):
+    out = ch12["c12-03"]
+    assert "bit-identical to the cached ones: True" in out
+    assert number(out, r"differs from the cache by at most ([\d.e+-]+)") < 1e-6
+    assert number(out, r"test accuracy ([\d.]+)") > 0.85
+    diagonal = [_table(out, f"test {c}")[k] for k, c in enumerate(("circle", "square", "triangle"))]
+    off = [v for k, c in enumerate(("circle", "square", "triangle")) for j, v in enumerate(_table(out, f"test {c}")) if j != k]
+    assert min(diagonal) > 0 > max(off)           # the prose: own class proponents, other classes opponents on average
+
+
+def test_12_per_example_gradients_and_tracin_match_their_oracles(ch12):
+    out = ch12["c12-07"]
+    assert number(out, r"largest difference ([\d.e+-]+)") < 1e-10 and number(out, r"\((\d+)x\)") >= 3
+    out = ch12["c12-12"]
+    assert number(out, r"largest difference ([\d.e+-]+) of the largest score") < 1e-6
+    out = ch12["c12-17"]
+    assert number(out, r"whole head: (\d+) of 1155 eigenvalues are negative") > 100
+    assert abs(number(out, r"last layer only: smallest eigenvalue ([\d.e+-]+)")) < 1e-10
+    assert "did not converge" in out
+
+
+def test_12_methods_against_retraining(ch12):
+    out = ch12["c12-20"]
+    rows = {name: _table(out, name) for name in ("random control", "gradient similarity (dot)", "TracIn (10 checkpoints)",
+                                                 "influence function, last layer, exact Hessian",
+                                                 "influence function, whole model, exact Hessian",
+                                                 "influence function, whole model, CG")}
+    spread = number(out, r"LDS [+-][\d.]+ \+- ([\d.]+)")
+    assert abs(rows["random control"][0]) < 3 * spread + 0.01
+    assert all(r[0] > 10 * spread and r[1] > 0.1 for name, r in rows.items() if name != "random control")
+    best = max(rows, key=lambda n: rows[n][0])
+    assert best == "influence function, last layer, exact Hessian"
+    assert rows["influence function, whole model, exact Hessian"][0] < rows["gradient similarity (dot)"][0]   # the prose's failure
+    assert rows["TracIn (10 checkpoints)"][0] < rows["gradient similarity (dot)"][0]
+    assert max(rows, key=lambda n: rows[n][1]) == "influence function, whole model, CG"
+
+
+def test_12_self_influence_finds_the_mislabels_and_cleaning_helps(ch12):
+    out = ch12["c12-27"]
+    random = number(out, r"random ranking: ([\d.]+)")
+    assert number(out, r"top 10: ([\d.]+)") > 10 * random
+    assert number(out, r"without top-k flagged: ([\d.]+)") > number(out, r"trained +all: ([\d.]+)")
+    assert number(out, r"without the flipped: ([\d.]+)") > number(out, r"without top-k flagged: ([\d.]+)")
+    assert "same as the cache: True" in out
+
+
+def test_12_the_shortcut_rests_on_the_squares(ch12):
+    out = ch12["c12-30"]
+    assert _table(out, "painted circles called square") == [1.0, 0.0]
+    squares, circles = _table(out, "top-20 proponents: squares"), _table(out, "top-20 proponents: circles")
+    assert squares[0] > 0.95 and circles[1] > 0.7
+    marker, base = _table(out, "top-20 proponents: marker top-right"), _table(out, "all training images: marker top-right")
+    assert marker[0] > 0.95 and marker[1] < base[1] + 0.1
+    assert number(ch12["c12-36"], r"ran in (\d+) s") < 180

@@ -438,6 +438,8 @@ OTHER_CASES = {
     "influence.gradient_similarity: unknown kind": (lambda: xc.influence.gradient_similarity(NET, torch.nn.functional.cross_entropy, (torch.zeros(1, 3, 8, 8), torch.zeros(1, dtype=torch.long)), (torch.zeros(1, 3, 8, 8), torch.zeros(1, dtype=torch.long)), kind="l2"), ValueError, "kind must be"),
     "influence.tracin: no checkpoints": (lambda: xc.influence.tracin(NET, [], torch.nn.functional.cross_entropy, (torch.zeros(1, 3, 8, 8), torch.zeros(1, dtype=torch.long)), (torch.zeros(1, 3, 8, 8), torch.zeros(1, dtype=torch.long))), ValueError, "checkpoints is empty"),
     "influence.self_influence: no checkpoints": (lambda: xc.influence.self_influence(NET, [], torch.nn.functional.cross_entropy, (torch.zeros(1, 3, 8, 8), torch.zeros(1, dtype=torch.long))), ValueError, "checkpoints is empty"),
+    "influence.hessian: too many parameters": (lambda: xc.influence.hessian(torch.nn.Linear(100, 60), torch.nn.functional.cross_entropy, (torch.zeros(2, 100), torch.zeros(2, dtype=torch.long))), ValueError, "too large"),
+    "widgets.influence_explorer: scores of the wrong shape": (lambda: xc.widgets.influence_explorer(torch.zeros(2, 3, 8, 8), torch.zeros(3, 3, 8, 8), {"m": torch.zeros(3, 2)}, torch.zeros(2, 3), test_labels=[0, 0], train_labels=[0, 0, 0]), ValueError, "like the truth"),
     "influence.influence_function: unknown method": (lambda: xc.influence.influence_function(NET, torch.nn.functional.cross_entropy, (torch.zeros(1, 3, 8, 8), torch.zeros(1, dtype=torch.long)), (torch.zeros(1, 3, 8, 8), torch.zeros(1, dtype=torch.long)), method="lissa"), ValueError, "method must be"),
     "generation.hit_rate: truth of the wrong shape": (lambda: xc.generation.hit_rate(torch.zeros(1, 2, 3), torch.zeros(2, dtype=torch.long)), ValueError, "one source position per row"),
 }
@@ -453,7 +455,7 @@ NOT_CATALOGUED = {
        for name in ("SelfAttention", "ViTBlock", "TinyViT", "ShapesCNN", "ShapesResNet")},
     **{f"widgets.{name}": "built by its factory function, which is catalogued" for name in (
         "AttentionExplorer", "ViTAttentionExplorer", "PhotoMapExplorer", "SmoothGradExplorer", "IGExplorer", "GradCAMExplorer",
-        "PerturbationExplorer", "LRPExplorer", "RelevanceExplorer", "TextRelevanceExplorer", "CircuitExplorer", "TCAVExplorer")},
+        "PerturbationExplorer", "LRPExplorer", "RelevanceExplorer", "TextRelevanceExplorer", "CircuitExplorer", "TCAVExplorer", "InfluenceExplorer")},
     **{f"{name}": "a result container returned by the package" for name in (
         "probes.ProbeResult", "probes.Selectivity", "retraining.Problem", "retraining.Run", "sae.MarkerSAE", "sae.Recovery",
         "sae.SAEStats", "superposition.Trained")},

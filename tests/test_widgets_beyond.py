@@ -85,3 +85,26 @@ def test_tcav_explorer_moves_with_its_controls():
         xc.widgets.tcav_explorer({k: v for k, v in list(grid.items())[:-1]})
     with pytest.raises(ValueError, match="class_names must name the grid's 3 targets"):
         xc.widgets.tcav_explorer(grid, class_names=["a"])
+
+
+def test_influence_explorer_moves_with_its_controls():
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    train, test = torch.rand(12, 3, 8, 8, generator=g), torch.rand(4, 3, 8, 8, generator=g)
+    truth = torch.randn(4, 12, generator=g, dtype=torch.float64)
+    scores = {"exact": truth.clone(), "reversed": -truth}
+    explorer = xc.widgets.influence_explorer(test, train, scores, truth, test_labels=[0, 1, 2, 0],
+                                             train_labels=[k % 3 for k in range(12)], class_names=["a", "b", "c"], k=3)
+    first = explorer.image.value
+    assert "Spearman +1.00" in explorer.status.value and "3 of its top 3" in explorer.status.value
+    top = int(truth[0].argmax())
+    assert explorer.panels[0][1].get_text() == f"#{top} {'abc'[top % 3]}\n{truth[0, top].item():+.3g}"
+    explorer.method.value = "reversed"
+    assert explorer.image.value != first and "Spearman -1.00" in explorer.status.value and "0 of its top 3" in explorer.status.value
+    explorer.test.value = 3
+    assert explorer.test_title.get_text() == "test #3: a"
+    with pytest.raises(ValueError, match=r"\(n_test, n_train\) = \(4, 12\)"):
+        xc.widgets.influence_explorer(test, train, {"x": torch.zeros(4, 11)}, truth, test_labels=[0] * 4, train_labels=[0] * 12)
+    with pytest.raises(ValueError, match="non-empty dict"):
+        xc.widgets.influence_explorer(test, train, {}, truth, test_labels=[0] * 4, train_labels=[0] * 12)

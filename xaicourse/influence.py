@@ -29,7 +29,7 @@ from torch.func import functional_call, grad, vmap
 from .batching import batched
 from .inputs import check_types
 
-__all__ = ["gradient_similarity", "influence_function", "per_example_gradients", "self_influence", "tracin"]
+__all__ = ["gradient_similarity", "hessian", "influence_function", "per_example_gradients", "self_influence", "tracin"]
 
 
 def _params(model: nn.Module, names) -> dict:
@@ -158,6 +158,22 @@ def _hessian_vector_product(model, loss_fn, x, y, chosen: dict):
 
 
 @check_types
+def hessian(model: nn.Module, loss_fn, train: tuple, *, params=None) -> torch.Tensor:
+    """The Hessian (P, P) of the mean training loss over ``params`` (default: every trainable parameter). Chapter 12.
+
+    Built column by column with ``torch.func.hessian``, in the order of :func:`per_example_gradients`;
+    for a few thousand parameters at most. Its eigenvalues say whether the loss is convex where
+    the model stopped (all >= 0), which influence functions assume.
+    """
+    chosen = _params(model, params)
+    if sum(p.numel() for p in chosen.values()) > 5000:
+        raise ValueError(f"the exact Hessian over {sum(p.numel() for p in chosen.values())} parameters is too large: "
+                         "choose fewer params (e.g. the last layer)")
+    _, mean_loss, flat0 = _hessian_vector_product(model, loss_fn, *train, chosen)
+    return torch.func.hessian(mean_loss)(flat0)
+
+
+@check_types
 def influence_function(model: nn.Module, loss_fn, train: tuple, test: tuple, *, params=None, damping: float = 0.01,
                        method: str = "exact", cg_steps: int = 100) -> torch.Tensor:
     """Koh & Liang's influence (n_test, n_train): g_test^T (H + damping I)^-1 g_train / n_train. Chapter 12.
@@ -183,8 +199,8 @@ def influence_function(model: nn.Module, loss_fn, train: tuple, test: tuple, *, 
         if flat0.numel() > 5000:
             raise ValueError(f"the exact Hessian over {flat0.numel()} parameters is too large: choose fewer params "
                              "(e.g. the last layer) or method='cg'")
-        hessian = torch.func.hessian(mean_loss)(flat0)
-        solved = torch.linalg.solve(hessian + damping * torch.eye(len(flat0)), g_test.T).T  # (n_test, P)
+        matrix = torch.func.hessian(mean_loss)(flat0)
+        solved = torch.linalg.solve(matrix + damping * torch.eye(len(flat0)), g_test.T).T  # (n_test, P)
     else:
         batched_hvp = vmap(hvp)  # one Hessian-vector product per test example, in one pass
 

@@ -28,6 +28,8 @@ module                 checks                                                   
                        check_find_induction_head
 ``checks.concepts``    check_tcav_score, check_control_labels, check_sae_loss,    11
                        check_decoder_norm
+``checks.tda``         check_per_example_gradients, check_tracin_checkpoint,      12
+                       check_lds
 ``checks.exercises``   check_remove_evidence, check_contrastive_grad_cam,         06
                        check_occlusion, check_grad_cam_pp, check_text_ig
 =====================  =========================================================  =======
@@ -47,14 +49,15 @@ from .patching import check_direct_logit_attribution, check_find_induction_head,
 from .relevance import check_attention_relevance
 from .saliency import check_smoothgrad, check_vanilla_gradient
 from .softmax import check_softmax
+from .tda import check_lds, check_per_example_gradients, check_tracin_checkpoint
 
 __all__ = [
     "CheckFailed", "Mistake", "RESULTS_ENV", "check_attention_relevance", "check_attention_rollout", "check_control_labels",
     "check_contrastive_grad_cam", "check_decoder_norm", "check_direct_logit_attribution", "check_find_induction_head",
-    "check_patch_module", "check_grad_cam_pp", "check_occlusion", "check_text_ig", "check_deletion_auc", "check_grad_cam",
-    "check_integrated_gradients", "check_lrp_epsilon", "check_map_resolution", "check_max_sensitivity",
+    "check_patch_module", "check_per_example_gradients", "check_grad_cam_pp", "check_occlusion", "check_text_ig", "check_deletion_auc", "check_grad_cam",
+    "check_integrated_gradients", "check_lds", "check_lrp_epsilon", "check_map_resolution", "check_max_sensitivity",
     "check_misclassification_stats",
     "check_remove_evidence", "check_rescale_multiplier", "check_sae_loss", "check_shapley_kernel_weight", "check_shortcut_detector", "check_smoothgrad",
-    "check_softmax", "check_tcav_score", "check_vanilla_gradient", "compare", "expect", "expect_no_hooks", "grader",
+    "check_softmax", "check_tcav_score", "check_tracin_checkpoint", "check_vanilla_gradient", "compare", "expect", "expect_no_hooks", "grader",
     "hooks_left", "record",
 ]
