@@ -8,7 +8,7 @@ loss with respect to the model's parameters (or a chosen subset, e.g. the last l
 * :func:`gradient_similarity`: g_test . g_train, or their cosine (Charpiat et al. 2019).
 * :func:`tracin`: sum over saved checkpoints of lr_k * g_test(w_k) . g_train(w_k) (Pruthi et al. 2020,
   TracInCP); :func:`self_influence` its diagonal, which ranks mislabelled examples high.
-* :func:`influence_function`: -g_test^T (H + damping I)^-1 g_train with H the Hessian of the mean
+* :func:`influence_function`: g_test^T (H + damping I)^-1 g_train / n with H the Hessian of the mean
   training loss (Koh & Liang 2017): exact (the Hessian built and solved, for a few thousand
   parameters such as a last layer) or by conjugate gradients on Hessian-vector products.
 
