@@ -130,11 +130,11 @@ def self_influence(model: nn.Module, checkpoints, loss_fn, train: tuple, *, lear
     """
     checkpoints, learning_rates = _checkpoints(model, checkpoints, learning_rates)
     original = {k: v.clone() for k, v in model.state_dict().items()}
-    total = torch.zeros(len(train[0]))
+    total = 0
     try:
         for state, lr in zip(checkpoints, learning_rates):
             model.load_state_dict(state)
-            total += lr * per_example_gradients(model, loss_fn, *train, params=params).pow(2).sum(1)
+            total = total + lr * per_example_gradients(model, loss_fn, *train, params=params).pow(2).sum(1)
     finally:
         model.load_state_dict(original)
     return total
@@ -200,7 +200,7 @@ def influence_function(model: nn.Module, loss_fn, train: tuple, test: tuple, *, 
             raise ValueError(f"the exact Hessian over {flat0.numel()} parameters is too large: choose fewer params "
                              "(e.g. the last layer) or method='cg'")
         matrix = torch.func.hessian(mean_loss)(flat0)
-        solved = torch.linalg.solve(matrix + damping * torch.eye(len(flat0)), g_test.T).T  # (n_test, P)
+        solved = torch.linalg.solve(matrix + damping * torch.eye(len(flat0), dtype=matrix.dtype, device=matrix.device), g_test.T).T  # (n_test, P)
     else:
         batched_hvp = vmap(hvp)  # one Hessian-vector product per test example, in one pass
 

@@ -20,7 +20,7 @@ What the numbers show (``python -m xaicourse.retraining``; 300 training x 100 te
 | TracIn (every step) | 0.388 | 0.221 |
 | influence function, last layer, exact Hessian | 0.611 | 0.429 |
 | influence function, whole model, exact Hessian | 0.238 | 0.254 |
-| influence function, whole model, CG | 0.519 | 0.523 |
+| influence function, whole model, CG | 0.541 | 0.528 |
 | influence function, whole model, CG, damping x10 | 0.573 | 0.400 |
 
 Random scores give an LDS of 0.000 +- 0.005 and a LOO Spearman of 0.000 +- 0.006 (20 draws,
@@ -39,14 +39,14 @@ everything, 0.924 without the 15 flagged examples (+0.8 points: 4 images), 0.942
 the 15 flipped ones (the best one could do), 0.900 without 15 random examples.
 
 **Where influence functions fail here.** They are derived for a convex loss at its minimum. This
-head is neither: 357 of the 1,155 eigenvalues of the training loss's Hessian at the trained weights
+head is neither: 359 of the 1,155 eigenvalues of the training loss's Hessian at the trained weights
 are negative (down to -0.011, against the damping of 0.001), and 300 steps stop before
 convergence. The exact whole-model solve of ``(H + damping I)^-1`` is then dominated by directions of
 near-zero and negative curvature, and it scores worst of the influence functions (LDS 0.24, no better
 than the cosine). Restricted to the last layer, where the loss is convex in the weights (a softmax
 regression on fixed hidden features), the same formula is the best method by LDS (0.61). Conjugate
-gradients on the whole model does well (LOO 0.52), but not because it solves the system: CG assumes
-a positive-definite matrix, and after 100 steps its residual is still several times the right-hand
+gradients on the whole model does well (LOO 0.53), but not because it solves the system: CG assumes
+a positive-definite matrix, and after 100 steps its residual is still up to 81 times the right-hand
 side (``influence_function`` warns). It is a truncated Krylov solve, a regularised inverse, not the
 influence function of the theory; more steps or less damping move it towards the poor exact
 solve. This is Basu et al.'s (2021) finding at toy scale: on a non-convex network the answer depends
