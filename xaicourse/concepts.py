@@ -19,6 +19,8 @@ Captum's ``TCAV`` computes the same scores given the same CAVs (tests/test_conce
 """
 from __future__ import annotations
 
+import warnings
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -188,7 +190,9 @@ def _result(concept_cavs, null_scores, grads, alpha) -> TCAVResult:
     if torch.cat([concept_scores, null_scores]).std() == 0:   # identical scores: no evidence either way
         p = 1.0
     else:
-        p = float(ttest_ind(concept_scores.numpy(), null_scores.numpy()).pvalue)
+        with warnings.catch_warnings():   # nearly identical scores (all 1.00, say): scipy warns, the p-value stands
+            warnings.filterwarnings("ignore", "Precision loss occurred", RuntimeWarning)
+            p = float(ttest_ind(concept_scores.numpy(), null_scores.numpy()).pvalue)
     return TCAVResult(concept_scores, null_scores, torch.tensor([c.accuracy for c in concept_cavs]),
                       1.0 if np.isnan(p) else p, alpha)
 

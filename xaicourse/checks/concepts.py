@@ -74,7 +74,7 @@ def check_control_labels(control_labels) -> str:
     is reproducible for a seed, as :func:`xaicourse.probes.control_labels`.
     """
     gen = torch.Generator().manual_seed(1120)
-    types = torch.randint(0, 4, (300, 2), generator=gen)            # 16 types, each about 19 times
+    types = torch.randint(0, 8, (640, 2), generator=gen)            # 64 types, each about 10 times
     before = types.clone()
     got = control_labels(types, 3, 0)
     expect_returned(got)
@@ -93,6 +93,16 @@ def check_control_labels(control_labels) -> str:
     task = (types[:, 0] > 1).long()
     expect(not torch.equal(got, task) and not torch.equal(got, types[:, 0] % 3),
            "your labels are a simple function of the first attribute: draw them at random per type")
+    for column in range(types.shape[1]):   # 64 random labels from 3 cannot be a function of one column (p < 1e-20)
+        expect(any(len(got[types[:, column] == v].unique()) > 1 for v in types[:, column].unique()),
+               f"your labels depend only on column {column} of types: a type is the whole row, "
+               "torch.unique(types, dim=0, return_inverse=True)")
+    expect(len(got.unique()) == 3, f"your labels use only {sorted(got.unique().tolist())} of n_classes = 3: draw from "
+                                   "all of [0, n_classes), torch.randint(n_classes, ...) (its upper bound is excluded)")
+    by_type = torch.stack([labels[0] for labels in per_type])     # the label of each type, in sorted type order
+    expect(not any(torch.equal(by_type[period:], by_type[:-period]) for period in range(1, 7)),
+           "your labels repeat with the types' order (an arithmetic formula such as index % n_classes): draw them "
+           "at random, torch.randint(n_classes, (n_types,), generator=...)")
     expect(bool(torch.equal(torch.as_tensor(control_labels(types, 3, 0)), got)),
            "two calls with the same seed gave different labels: draw from torch.Generator().manual_seed(seed)")
     expect(not torch.equal(torch.as_tensor(control_labels(types, 3, 1)), got),
@@ -106,17 +116,17 @@ def check_control_labels(control_labels) -> str:
 def sae_case(batch: int = 6, d: int = 5, n_latents: int = 10, seed: int = 1100):
     """The grader's fixed case: activations x (B, d), a reconstruction x_hat, latents f >= 0 (B, n_latents). Chapter 11.
 
-    x_hat requires grad, as in training, and a third of the latents are exactly 0 (ReLU).
+    x_hat and f require grad, as in training, and a third of the latents are exactly 0 (ReLU).
     """
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(batch, d, generator=gen)
     x_hat = (x + 0.5 * torch.randn(batch, d, generator=gen)).requires_grad_()
-    f = torch.relu(torch.randn(batch, n_latents, generator=gen) + 0.3)
+    f = torch.relu((torch.randn(batch, n_latents, generator=gen) + 0.3).requires_grad_())   # an encoder's output
     return x, x_hat, f
 
 
 def _sae_mistakes(x, x_hat, f, l1: float) -> list[Mistake]:
-    x_hat = x_hat.detach()
+    x_hat, f = x_hat.detach(), f.detach()
     err = (x - x_hat) ** 2
     recon, sparsity = err.sum(-1).mean(), f.abs().sum(-1).mean()
     return [
@@ -157,20 +167,29 @@ def check_sae_loss(sae_loss) -> str:
     """
     for batch, l1 in ((6, 0.3), (3, 1.5)):  # two batch sizes and weights: a batch sum or a swapped weight shows
         x, x_hat, f = sae_case(batch=batch)
-        copies = (x.clone(), x_hat.detach().clone().requires_grad_(), f.clone())
+        copies = (x.clone(), x_hat.detach().clone().requires_grad_(), f.detach().clone().requires_grad_())
         got = sae_loss(x, x_hat, f, l1)
         expect_returned(got)
         expect(isinstance(got, torch.Tensor), f"return the loss as a tensor, not {type(got).__name__}: without .item() "
                                               "or float(...), so that loss.backward() can train the SAE")
         expect_unchanged("your function changed x, x_hat or f (an in-place operation such as -= or .abs_()): "
                          "compute the loss on new tensors", (x, copies[0]), (f, copies[2]))
-        want = sae.sae_loss(x, x_hat.detach(), f, l1)
+        want = sae.sae_loss(x, x_hat.detach(), f.detach(), l1)
         compare(got, want, _sae_mistakes(x, x_hat, f, l1), rtol=1e-5, atol=1e-6, otherwise=lambda g: (
             f"with B = {batch}, l1 = {l1} your loss is {float(g):.6f}, the reference "
             f"{float(want):.6f}: ((x - x_hat) ** 2).sum(-1).mean() + l1 * f.abs().sum(-1).mean()"))
         expect(isinstance(got, torch.Tensor) and got.requires_grad,
                "your loss has no gradient: return the tensor itself (not .item() or float(...)), and do not compute "
                "it under torch.no_grad() or from .detach()ed tensors, so that loss.backward() can train the SAE")
+        grad_x_hat, grad_f = torch.autograd.grad(got, (x_hat, f), allow_unused=True)
+        want_x_hat, want_f = torch.autograd.grad(sae.sae_loss(x, x_hat, f, l1), (x_hat, f))
+        expect(grad_f is not None and torch.allclose(grad_f, want_f, atol=1e-6),
+               "no gradient (or the wrong one) reaches f through your L1 term: compute it from f itself, not from "
+               "f.detach() or a copy, or the encoder never learns to be sparse")
+        expect(grad_x_hat is not None, "no gradient reaches x_hat: compute the error from x_hat itself, not from "
+                                       "x_hat.detach() or under torch.no_grad(), or the decoder never learns")
+        expect(torch.allclose(grad_x_hat, want_x_hat, atol=1e-6),
+               "the gradient that reaches x_hat is not the reference's: compute the error from x_hat itself")
     return "the loss matches the reference for two batch sizes and two l1 weights, and it can be backpropagated"
 
 
