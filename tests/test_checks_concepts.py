@@ -59,7 +59,7 @@ def _inplace(x, x_hat, f, l1):
     (lambda x, xh, f, l1: ((x - xh) ** 2).sum(-1) + l1 * f.abs().sum(-1), "one loss per example"),
     (lambda x, xh, f, l1: sae.sae_loss(x, xh, f, l1).item(), "without .item"),
     (lambda x, xh, f, l1: sae.sae_loss(x, xh.detach(), f, l1), "no gradient"),
-    (lambda x, xh, f, l1: sae.sae_loss(x, xh, f.detach(), l1), "reaches f"),
+    (lambda x, xh, f, l1: sae.sae_loss(x, xh, f.detach(), l1), "reaches the encoder through f"),
     (lambda x, xh, f, l1: sae.sae_loss(x, xh, f.mul_(2.0), l1), "in-place"),
     (lambda x, xh, f, l1: None, "returned None"),
     (lambda x, xh, f, l1: torch.tensor(1.0), "the reference"),
@@ -106,6 +106,11 @@ def test_tcav_score_mistakes_are_named(wrong, hint):
         check_tcav_score(wrong)
 
 
+def _fresh_seed_each_call():
+    calls = iter(range(1000))
+    return lambda types, n, seed: _own_control_labels(types, n, seed + next(calls))
+
+
 def _per_input(types, n, seed):
     return torch.randint(n, (len(types),), generator=torch.Generator().manual_seed(seed))
 
@@ -121,11 +126,16 @@ def _per_input(types, n, seed):
     (lambda types, n, seed: types.tolist(), "as a tensor"),
     (lambda types, n, seed: _own_control_labels(types.add_(0), n, seed) if types.mul_(1) is None else types.zero_()[:, 0],
      "changed types in place"),
-    (lambda types, n, seed: _own_control_labels(types, n, int(torch.randint(100, ()))), "same seed gave different"),
+    (_fresh_seed_each_call(), "same seed gave different"),
+    (lambda types, n, seed: torch.manual_seed(seed) and torch.randint(n, (len(types),))[
+        torch.unique(types, dim=0, return_inverse=True)[1]], "global random generator"),
+    (lambda types, n, seed: (types.sum(1) + seed) % n, "function of a \\+ b"),
+    (lambda types, n, seed: torch.randint(n, (20,), generator=torch.Generator().manual_seed(seed))[types.sum(1)],
+     "function of a \\+ b"),
     (lambda types, n, seed: torch.randint(n, (100,), generator=torch.Generator().manual_seed(seed))[types[:, 1]],
      "depend only on column 1"),
     (lambda types, n, seed: _own_control_labels(types, n - 1, seed), "use only"),
-    (lambda types, n, seed: (torch.unique(types, dim=0, return_inverse=True)[1] + seed) % n, "repeat with the types' order"),
+    (lambda types, n, seed: (torch.unique(types, dim=0, return_inverse=True)[1] + seed) % n, "a function of"),
 ])
 def test_control_labels_mistakes_are_named(wrong, hint):
     with pytest.raises(CheckFailed, match=hint):

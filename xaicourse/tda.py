@@ -39,8 +39,8 @@ everything, 0.924 without the 15 flagged examples (+0.8 points: 4 images), 0.942
 the 15 flipped ones (the best one could do), 0.900 without 15 random examples.
 
 **Where influence functions fail here.** They are derived for a convex loss at its minimum. This
-head is neither: 359 of the 1,155 eigenvalues of the training loss's Hessian at the trained weights
-are negative (down to -0.011, against the damping of 0.001), and 300 steps stop before
+head is neither: 343 of the 1,155 eigenvalues of the training loss's Hessian at the trained weights
+are negative (33 more are zero to rounding) (down to -0.011, against the damping of 0.001), and 300 steps stop before
 convergence. The exact whole-model solve of ``(H + damping I)^-1`` is then dominated by directions of
 near-zero and negative curvature, and it scores worst of the influence functions (LDS 0.24, no better
 than the cosine). Restricted to the last layer, where the loss is convex in the weights (a softmax

@@ -75,8 +75,12 @@ def check_control_labels(control_labels) -> str:
     """
     gen = torch.Generator().manual_seed(1120)
     types = torch.randint(0, 8, (640, 2), generator=gen)            # 64 types, each about 10 times
-    before = types.clone()
+    before, rng = types.clone(), torch.get_rng_state()
     got = control_labels(types, 3, 0)
+    expect(torch.equal(torch.get_rng_state(), rng),
+           "your function seeded or drew from torch's global random generator (torch.manual_seed, or torch.randint "
+           "without generator=): a control task must not change the caller's randomness; draw from "
+           "torch.Generator().manual_seed(seed)")
     expect_returned(got)
     expect(isinstance(got, torch.Tensor), f"return the labels as a tensor (N,), not {type(got).__name__}")
     expect_unchanged("your function changed types in place: build the labels in a new tensor", (types, before))
@@ -99,6 +103,15 @@ def check_control_labels(control_labels) -> str:
                "torch.unique(types, dim=0, return_inverse=True)")
     expect(len(got.unique()) == 3, f"your labels use only {sorted(got.unique().tolist())} of n_classes = 3: draw from "
                                    "all of [0, n_classes), torch.randint(n_classes, ...) (its upper bound is excluded)")
+    a, b = types[:, 0], types[:, 1]   # labels that follow a formula of the values, or one label per merged group of types
+    keys = {"a + b": a + b, "a - b": a - b, "a * b": a * b, "a ^ b": a ^ b, "max": types.max(1).values,
+            "min": types.min(1).values, "a * a + b": a * a + b, "a + b * b": a + b * b, "2a + b": 2 * a + b,
+            "a + 2b": a + 2 * b, "3a + b": 3 * a + b, "a + 3b": a + 3 * b}
+    for name, key in keys.items():
+        expect(any(len(got[key == v].unique()) > 1 for v in key.unique()),
+               f"your labels are a function of {name} of the type's two values (a formula, or one label for several "
+               "distinct types): draw one random label for each distinct row, "
+               "torch.randint(n_classes, (n_types,), generator=...)[type_index]")
     by_type = torch.stack([labels[0] for labels in per_type])     # the label of each type, in sorted type order
     expect(not any(torch.equal(by_type[period:], by_type[:-period]) for period in range(1, 7)),
            "your labels repeat with the types' order (an arithmetic formula such as index % n_classes): draw them "
@@ -116,13 +129,19 @@ def check_control_labels(control_labels) -> str:
 def sae_case(batch: int = 6, d: int = 5, n_latents: int = 10, seed: int = 1100):
     """The grader's fixed case: activations x (B, d), a reconstruction x_hat, latents f >= 0 (B, n_latents). Chapter 11.
 
-    x_hat and f require grad, as in training, and a third of the latents are exactly 0 (ReLU).
+    x_hat and f require grad, as in training (f is an encoder's ReLU output), and a quarter of the latents are exactly 0.
     """
+    return _sae_tensors(batch, d, n_latents, seed)[:3]
+
+
+def _sae_tensors(batch: int = 6, d: int = 5, n_latents: int = 10, seed: int = 1100):
+    """x, x_hat, f = ReLU(pre) and the pre-activations ``pre`` (a leaf), so that gradients can be compared through
+    the ReLU: at f = 0 the L1 norm's subgradient depends on how it is written (|f| or f, both right for f >= 0)."""
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(batch, d, generator=gen)
     x_hat = (x + 0.5 * torch.randn(batch, d, generator=gen)).requires_grad_()
-    f = torch.relu((torch.randn(batch, n_latents, generator=gen) + 0.3).requires_grad_())   # an encoder's output
-    return x, x_hat, f
+    pre = (torch.randn(batch, n_latents, generator=gen) + 0.3).requires_grad_()
+    return x, x_hat, torch.relu(pre), pre
 
 
 def _sae_mistakes(x, x_hat, f, l1: float) -> list[Mistake]:
@@ -166,7 +185,7 @@ def check_sae_loss(sae_loss) -> str:
     :func:`xaicourse.sae.sae_loss`; a tensor that ``.backward()`` can train with.
     """
     for batch, l1 in ((6, 0.3), (3, 1.5)):  # two batch sizes and weights: a batch sum or a swapped weight shows
-        x, x_hat, f = sae_case(batch=batch)
+        x, x_hat, f, pre = _sae_tensors(batch=batch)
         copies = (x.clone(), x_hat.detach().clone().requires_grad_(), f.detach().clone().requires_grad_())
         got = sae_loss(x, x_hat, f, l1)
         expect_returned(got)
@@ -181,11 +200,11 @@ def check_sae_loss(sae_loss) -> str:
         expect(isinstance(got, torch.Tensor) and got.requires_grad,
                "your loss has no gradient: return the tensor itself (not .item() or float(...)), and do not compute "
                "it under torch.no_grad() or from .detach()ed tensors, so that loss.backward() can train the SAE")
-        grad_x_hat, grad_f = torch.autograd.grad(got, (x_hat, f), allow_unused=True)
-        want_x_hat, want_f = torch.autograd.grad(sae.sae_loss(x, x_hat, f, l1), (x_hat, f))
-        expect(grad_f is not None and torch.allclose(grad_f, want_f, atol=1e-6),
-               "no gradient (or the wrong one) reaches f through your L1 term: compute it from f itself, not from "
-               "f.detach() or a copy, or the encoder never learns to be sparse")
+        grad_x_hat, grad_pre = torch.autograd.grad(got, (x_hat, pre), allow_unused=True, retain_graph=True)
+        want_x_hat, want_pre = torch.autograd.grad(sae.sae_loss(x, x_hat, f, l1), (x_hat, pre))
+        expect(grad_pre is not None and torch.allclose(grad_pre, want_pre, atol=1e-6),
+               "no gradient (or the wrong one) reaches the encoder through f: compute the L1 term from f itself, not "
+               "from f.detach() or a copy, or the encoder never learns to be sparse")
         expect(grad_x_hat is not None, "no gradient reaches x_hat: compute the error from x_hat itself, not from "
                                        "x_hat.detach() or under torch.no_grad(), or the decoder never learns")
         expect(torch.allclose(grad_x_hat, want_x_hat, atol=1e-6),

@@ -263,7 +263,8 @@ def expect_unchanged(hint: str, *pairs: tuple[torch.Tensor, torch.Tensor]) -> No
     """CheckFailed with ``hint`` unless each ``(tensor, copy_made_before)`` still has the copy's values, no
     ``.grad`` and the copy's requires_grad. Chapter 00."""
     for now, before in pairs:
-        expect(now.requires_grad == before.requires_grad and now.grad is None and _same(now, before), hint)
+        expect(now.requires_grad == before.requires_grad and (not now.is_leaf or now.grad is None)
+               and _same(now, before), hint)
 
 
 def _same(a: torch.Tensor, b: torch.Tensor) -> bool:

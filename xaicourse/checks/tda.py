@@ -6,7 +6,9 @@ answers, rebuilt from the case with the reference's pieces.
 """
 from __future__ import annotations
 
+import contextlib
 import numbers
+import warnings
 
 import numpy as np
 import torch
@@ -145,7 +147,10 @@ def check_per_example_gradients(per_example_gradients) -> str:
     model, x, y = gradient_case()
     for loss_fn in (_cross_entropy, _smoothed):
         before, copies = ModelState.of(model), (x.clone(), y.clone())
-        got = per_example_gradients(model, loss_fn, x, y)
+        with _counting_backward() as calls:
+            got = per_example_gradients(model, loss_fn, x, y)
+        expect(calls[0] < len(x), f"you ran {calls[0]} backward passes for {len(x)} examples, a loop over the "
+                                  "examples: the exercise asks for one vmap(grad(loss), in_dims=(None, 0, 0)) call")
         expect(all(p.grad is None for p in model.parameters()),
                "the model's parameters now carry .grad (left by .backward()): torch.func.grad returns the gradients "
                "without filling .grad; if you loop with .backward(), end with model.zero_grad(set_to_none=True)")
@@ -154,6 +159,10 @@ def check_per_example_gradients(per_example_gradients) -> str:
                          (y, copies[1]))
         want = influence.per_example_gradients(model, loss_fn, x, y)
         _expect_flat_tensor(got, tuple(want.shape))
+        expect(not isinstance(got, torch.Tensor) or got.dtype == want.dtype or not torch.allclose(got.double().cpu(), want, rtol=1e-3, atol=1e-6)
+               or torch.allclose(got.double().cpu(), want, rtol=1e-6, atol=1e-9),
+               f"your gradients are {got.dtype}, the model's parameters float64: float32 loses the digits this check "
+               "compares; keep the model's dtype (no .float())")
         if loss_fn is _cross_entropy:
             mistakes = _gradient_mistakes(model, x, y, want)
         else:
@@ -165,8 +174,29 @@ def check_per_example_gradients(per_example_gradients) -> str:
                 otherwise=lambda g: f"your gradients differ from the reference by up to {float((g - want).abs().max()):.3g}: "
                                     "row i is the gradient of loss_fn(model(x[i:i+1]), y[i:i+1]) with respect to every "
                                     "parameter, flattened and concatenated in the order of model.named_parameters()")
-    return ("one gradient per example over all 43 parameters, in named_parameters() order, for two losses; the model "
-            "left as found")
+    return ("one gradient per example over all 43 parameters of the grader's small model, in named_parameters() "
+            "order, for two losses, without a loop; the model left as found")
+
+
+@contextlib.contextmanager
+def _counting_backward():
+    """Count the calls of Tensor.backward and torch.autograd.grad (a loop over examples makes one per example;
+    torch.func.grad under vmap makes none of them by that name)."""
+    calls = [0]
+    backward, autograd_grad = torch.Tensor.backward, torch.autograd.grad
+
+    def counted_backward(self, *args, **kwargs):
+        calls[0] += 1
+        return backward(self, *args, **kwargs)
+
+    def counted_grad(*args, **kwargs):
+        calls[0] += 1
+        return autograd_grad(*args, **kwargs)
+    torch.Tensor.backward, torch.autograd.grad = counted_backward, counted_grad
+    try:
+        yield calls
+    finally:
+        torch.Tensor.backward, torch.autograd.grad = backward, autograd_grad
 
 
 # --------------------------------------------------------------------------------------------
@@ -355,5 +385,17 @@ def check_lds(lds) -> str:
             otherwise=lambda g: f"your LDS is {float(g):.4f}, the reference {want:.4f}: for each test example j, "
                                 "spearmanr(subsets.double() @ scores[j].double(), outputs[:, j]).statistic, then the "
                                 "mean over j")
+    constant = outputs.clone()
+    constant[:, 1] = 1.0            # a test example whose output is the same after every retraining: no correlation
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # scipy warns about the constant column, as it should
+        got_constant = lds(scores, subsets, constant)
+    want_constant = tda.lds(scores, subsets, constant)
+    expect(got_constant is not None and np.isfinite(float(got_constant)),
+           "with one test example whose outputs are all equal your LDS is NaN: its rank correlation is undefined; "
+           "skip it (np.nanmean over the test examples), as the exercise says")
+    compare(got_constant, want_constant, [], rtol=1e-6, atol=1e-6,
+            otherwise=lambda g: f"with one constant output column your LDS is {float(g):.4f}, the reference "
+                                f"{want_constant:.4f}: average only the defined correlations (np.nanmean)")
     return (f"LDS {want:.4f}: Spearman across subsets of the summed scores against the outputs, averaged over test "
             "examples, with ties ranked right")
