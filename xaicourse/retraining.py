@@ -106,7 +106,7 @@ class Problem:
         return self.x_test, self.y_test
 
 
-@functools.lru_cache(maxsize=1)
+@functools.lru_cache(maxsize=2)   # the stored and the computed features; always called with fresh positional
 def _features(fresh: bool = False) -> tuple:
     """The inputs stored with the cache (CPUs differ in the CNN's last bits: all retrain on the same), else computed."""
     try:
@@ -367,7 +367,7 @@ def build(path=None, *, progress: bool = True) -> dict:
     and the mislabel experiment: about two minutes on one CPU thread. Returns what it saved.
     """
     start = time.time()
-    features = _features(fresh=True)
+    features = _features(True)
     p = problem(fresh=True)
     run = train(*p.train)
     subsets = random_subsets(len(p.x_train), SETUP["n_subsets"], SETUP["subset_fraction"], SETUP["subset_seed"])
@@ -403,7 +403,7 @@ def load(path=None) -> dict:
     stored = truth.get("features") or ()
     # the CNN must still compute the stored features, up to the last bits in which CPUs differ
     if len(stored) != 3 or not all(torch.equal(y, y_old) and (x - x_old).abs().max() < 1e-4
-                                   for (x, y), (x_old, y_old) in zip(_features(fresh=True), stored)):
+                                   for (x, y), (x_old, y_old) in zip(_features(True), stored)):
         raise ValueError(f"{file} was made from other features (the shapes data or the clean shapes CNN changed): "
                          f"recreate it with `{REGENERATE}`")
     return truth
