@@ -118,6 +118,17 @@ def test_tcav_grid_gives_each_cell_what_tcav_gives_and_corrects_alpha(shapes):
     assert own.mean > 0.8 and own.mean > own.null.mean() + 0.4 and own.p_value < 0.05
     with pytest.raises(ValueError, match="at least one concept"):
         C.tcav_grid(model, "features.9", {}, randoms, inputs)
+    # the null of disjoint random pairs (0, 1), (2, 3): half as many null CAVs, the same in tcav and tcav_grid
+    paired = C.tcav_grid(model, ["features.9"], concepts, randoms, inputs, seed=5, null="pairs", progress=False)
+    for (layer, name, target), result in paired.items():
+        alone = C.tcav(model, layer, concepts[name], randoms, inputs[target], target, seed=5, alpha=0.05 / 4, null="pairs")
+        assert len(result.null) == 2 and len(grid[(layer, name, target)].null) == 3
+        torch.testing.assert_close(result.null, alone.null)
+        torch.testing.assert_close(result.scores, grid[(layer, name, target)].scores)   # the concept's CAVs do not change
+    with pytest.raises(ValueError, match="null must be one of"):
+        C.tcav_grid(model, "features.9", concepts, randoms, inputs, null="disjoint")
+    with pytest.raises(ValueError, match="at least 4 random sets"):
+        C.tcav(model, "features.9", concepts["marker 0"], randoms[:3], inputs[0], 0, null="pairs")
 
 
 def test_a_concept_that_moves_no_gradient_gets_p_one_not_nan(shapes):

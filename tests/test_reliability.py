@@ -362,6 +362,8 @@ OTHER_CASES = {
     "concepts.tcav_score: vector of the wrong size": (lambda: xc.concepts.tcav_score(xc.models.shapes_cnn("clean"), "features.6", torch.zeros(2, 3, 32, 32), 0, torch.ones(3)), ValueError, "trained on this layer"),
     "concepts.tcav: too few random sets": (lambda: xc.concepts.tcav(NET, "conv1", torch.zeros(4, 3, 8, 8), [torch.zeros(4, 3, 8, 8)], torch.zeros(2, 3, 8, 8), 0), ValueError, "at least 3 random sets"),
     "widgets.tcav_explorer: not a tcav_grid result": (lambda: xc.widgets.tcav_explorer({}), ValueError, "non-empty dict concepts.tcav_grid returns"),
+    "concepts.tcav_grid: an unknown null": (lambda: xc.concepts.tcav_grid(NET, "conv1", {"c": torch.zeros(4, 3, 8, 8)}, [torch.zeros(4, 3, 8, 8)] * 3, {0: torch.zeros(2, 3, 8, 8)}, null="none"), ValueError, "null must be one of"),
+    "concepts.tcav: pairs from too few random sets": (lambda: xc.concepts.tcav(NET, "conv1", torch.zeros(4, 3, 8, 8), [torch.zeros(4, 3, 8, 8)] * 3, torch.zeros(2, 3, 8, 8), 0, null="pairs"), ValueError, "at least 4 random sets"),
     "concepts.tcav_grid: no concepts": (lambda: xc.concepts.tcav_grid(NET, "conv1", {}, [torch.zeros(4, 3, 8, 8)] * 3, {0: torch.zeros(2, 3, 8, 8)}), ValueError, "at least one concept"),
     "data.with_marker: a corner that does not exist": (lambda: xc.data.with_marker(torch.zeros(2, 3, 32, 32), 5), ValueError, "corner must be 0"),
     "data.marker_corners: not a tensor": (lambda: xc.data.marker_corners("masks"), TypeError, "masks"),

@@ -197,6 +197,24 @@ def _result(concept_cavs, null_scores, grads, alpha) -> TCAVResult:
                       1.0 if np.isnan(p) else p, alpha)
 
 
+NULLS = ("shared", "pairs")
+
+
+def _null_cavs(random_acts: list, null: str, seed: int) -> list:
+    """The null's random-vs-random CAVs. ``"shared"``: random set 0 against each other set (one CAV per set, but
+    all share set 0); ``"pairs"``: disjoint pairs (0, 1), (2, 3), ... (half as many CAVs, independent)."""
+    if null == "shared":
+        return [cav(random_acts[0], r, seed=seed + 100 + i) for i, r in enumerate(random_acts[1:])]
+    return [cav(random_acts[i], random_acts[i + 1], seed=seed + 100 + i) for i in range(0, len(random_acts) - 1, 2)]
+
+
+def _check_null(null, n_randoms: int) -> None:
+    if null not in NULLS:
+        raise ValueError(f"null must be one of {NULLS} (random set 0 against the others, or disjoint pairs), got {null!r}")
+    if null == "pairs" and n_randoms < 4:
+        raise ValueError(f"null='pairs' needs at least 4 random sets (two independent null CAVs), got {n_randoms}")
+
+
 def _check_randoms(randoms) -> list:
     randoms = list(randoms)
     if len(randoms) < 3:
@@ -207,39 +225,42 @@ def _check_randoms(randoms) -> list:
 
 @check_types
 def tcav(model: nn.Module, layer, concept: torch.Tensor, randoms, x: torch.Tensor, target, *,
-         alpha: float = 0.05, seed: int = 0) -> TCAVResult:
+         alpha: float = 0.05, seed: int = 0, null: str = "shared") -> TCAVResult:
     """The TCAV test of a concept for ``target`` on inputs ``x``, against random image sets. Chapter 11.
 
     ``concept`` (N, C, H, W): images with the concept; ``randoms``: a list of at least 3 image tensors
-    without it (random images). One CAV is trained for the concept against each random set, and one for
-    random set 0 against each other random set (the null); their TCAV scores on ``x`` are compared
+    without it (random images). One CAV is trained for the concept against each random set, and the
+    null's random-vs-random CAVs (``null="shared"``: random set 0 against each other set; ``"pairs"``:
+    disjoint pairs of random sets, independent of each other); their TCAV scores on ``x`` are compared
     with a two-sided t-test (Kim et al. 2018, section 3.2). ``alpha``: the significance level (divide it
     by the number of tests you run: Bonferroni, or use :func:`tcav_grid`, which does).
     """
     randoms = _check_randoms(randoms)
     check_int("seed", seed, minimum=0)
+    _check_null(null, len(randoms))
     acts = [layer_activations(model, layer, images) for images in [concept, *randoms]]
     concept_cavs = [cav(acts[0], r, seed=seed + i) for i, r in enumerate(acts[1:])]
-    null_cavs = [cav(acts[1], r, seed=seed + 100 + i) for i, r in enumerate(acts[2:])]
+    null_cavs = _null_cavs(acts[1:], null, seed)
     grads = layer_gradients(model, layer, x, target)   # once: each CAV is a dot product with them
     return _result(concept_cavs, _scores(grads, null_cavs), grads, alpha)
 
 
 @check_types
 def tcav_grid(model: nn.Module, layers, concepts: dict, randoms, inputs: dict, *, alpha: float = 0.05,
-              seed: int = 0, progress: bool | None = None) -> dict:
+              seed: int = 0, null: str = "shared", progress: bool | None = None) -> dict:
     """:func:`tcav` for every (layer, concept, target): {(layer, concept name, target): TCAVResult}. Chapter 11.
 
     ``concepts``: name -> images with the concept; ``inputs``: target class -> its images. The same
     numbers as calling :func:`tcav` on each cell, at a fraction of the cost: each layer's random
     activations, null CAVs and each target's gradients are computed once. The significance level of
     every result is ``alpha`` divided by the number of cells (Bonferroni: a grid of 20 tests at 0.05
-    would otherwise call one random concept significant on average).
+    would otherwise call one random concept significant on average). ``null``: as in :func:`tcav`.
     """
     from tqdm.auto import tqdm
 
     randoms = _check_randoms(randoms)
     check_int("seed", seed, minimum=0)
+    _check_null(null, len(randoms))
     if not concepts or not inputs:
         raise ValueError("give at least one concept (name -> images) and one target (class -> images)")
     layers = [layers] if isinstance(layers, (str, nn.Module)) else list(layers)
@@ -248,7 +269,7 @@ def tcav_grid(model: nn.Module, layers, concepts: dict, randoms, inputs: dict, *
     quiet = len(layers) < 2 if progress is None else not progress
     for layer in tqdm(layers, desc="TCAV per layer", disable=quiet):
         random_acts = [layer_activations(model, layer, images) for images in randoms]
-        null_cavs = [cav(random_acts[0], r, seed=seed + 100 + i) for i, r in enumerate(random_acts[1:])]
+        null_cavs = _null_cavs(random_acts, null, seed)
         grads = {t: layer_gradients(model, layer, x, t) for t, x in inputs.items()}
         nulls = {t: _scores(g, null_cavs) for t, g in grads.items()}
         for name, images in concepts.items():
